@@ -1,0 +1,2 @@
+async def schema_check() -> None:
+    """Placeholder."""

@@ -1,0 +1,107 @@
+"""Schema objects Piccolo cannot declare, declared once, beside the tables.
+
+Piccolo 1.38 has no API for composite, partial or DESC indexes, and no notion
+of triggers. This module gives them a single declaration in code:
+
+* :class:`Index` - attached to a Table class as ``_indexes``; the frozen raw
+  migrations create them and ``schema_check`` compares them with the live
+  database, printing the SQL that would fix a drift.
+* :func:`enum_check` - the CHECK that makes an enum column refuse any value
+  outside its Python enum. The condition is generated from the enum, so the
+  two cannot disagree at the time a migration is written; ``schema_check``
+  catches a later drift.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import Enum
+from typing import TYPE_CHECKING
+
+from piccolo.constraints import Check
+
+if TYPE_CHECKING:
+    from piccolo.table import Table
+
+SCHEMA = "agent"
+
+
+def sql_literal(value: str) -> str:
+    """Quote ``value`` as a SQL string literal."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def sql_list(values: Iterable[str]) -> str:
+    return ", ".join(sql_literal(v) for v in values)
+
+
+def enum_values(enum: type[Enum]) -> list[str]:
+    return [member.value for member in enum]
+
+
+def enum_condition(column: str, enum: type[Enum]) -> str:
+    """The CHECK condition allowing exactly ``enum``'s values (NULL passes a CHECK)."""
+    return f"{column} IN ({sql_list(enum_values(enum))})"
+
+
+def enum_check(column: str, enum: type[Enum]) -> Check:
+    """A CHECK constraint that refuses any value of ``column`` outside ``enum``.
+
+    Attach it to the Table as ``<column>_enum`` - ``schema_check`` relies on that name.
+    """
+    return Check(enum_condition(column, enum))
+
+
+def qualified(table: type[Table]) -> str:
+    return f"{SCHEMA}.{table._meta.tablename}"
+
+
+@dataclass(frozen=True)
+class Index:
+    """An index that Piccolo cannot express (composite, partial, DESC, GIN ...).
+
+    :param name: the index name; unique within the schema.
+    :param columns: column names or expressions, each optionally with DESC.
+    :param where: a partial index predicate, or None.
+    :param unique: a UNIQUE index.
+    :param nulls_not_distinct: with ``unique``, NULLs count as equal (PostgreSQL 15+).
+    :param using: the access method, ``btree`` unless said otherwise.
+    :param why: one line for the reader: which query or rule needs it.
+    """
+
+    name: str
+    columns: tuple[str, ...]
+    where: str | None = None
+    unique: bool = False
+    nulls_not_distinct: bool = False
+    using: str = "btree"
+    why: str = ""
+
+    def create_sql(self, table: type[Table]) -> str:
+        unique = "UNIQUE " if self.unique else ""
+        using = f" USING {self.using}" if self.using != "btree" else ""
+        nnd = " NULLS NOT DISTINCT" if self.nulls_not_distinct else ""
+        where = f" WHERE {self.where}" if self.where else ""
+        return (
+            f"CREATE {unique}INDEX {self.name} ON {qualified(table)}{using} "
+            f"({', '.join(self.columns)}){nnd}{where};"
+        )
+
+    def drop_sql(self) -> str:
+        return f"DROP INDEX IF EXISTS {SCHEMA}.{self.name};"
+
+
+def table_indexes(table: type[Table]) -> tuple[Index, ...]:
+    """The indexes declared on ``table`` (its ``_indexes`` attribute)."""
+    return tuple(getattr(table, "_indexes", ()))
+
+
+def table_comment(table: type[Table]) -> str:
+    """The table's docstring, folded to one paragraph: what ``COMMENT ON TABLE`` holds."""
+    doc = table.__doc__ or ""
+    return " ".join(doc.split())
+
+
+def comment_sql(table: type[Table]) -> str:
+    return f"COMMENT ON TABLE {qualified(table)} IS {sql_literal(table_comment(table))};"

@@ -1,0 +1,507 @@
+"""The database rules Piccolo cannot declare: trigger functions, triggers, composite
+and circular foreign keys, the messages identity, and table comments.
+
+Each object is declared here once, as SQL. Migrations carry a frozen copy of
+that SQL (a migration never imports this module), and
+``piccolo agent_app schema_check`` compares the live database with these
+declarations, so a rule changed here without a new migration is reported.
+
+Errors raised by the triggers use SQLSTATE 23514 (check_violation) and set
+the constraint name to the rule, so callers catch them like any CHECK
+violation and the message starts with the rule's name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from agent_app.ddl import SCHEMA, comment_sql, qualified, sql_list, table_indexes
+from agent_app.enums import TERMINAL_AGENT_STATUSES
+from agent_app.tables import TABLES
+
+TERMINAL = sql_list(s.value for s in TERMINAL_AGENT_STATUSES)
+
+
+@dataclass(frozen=True)
+class Function:
+    """A PL/pgSQL function; ``body`` is the text between the dollar quotes."""
+
+    name: str
+    signature: str
+    returns: str
+    body: str
+
+    def create_sql(self) -> str:
+        return (
+            f"CREATE OR REPLACE FUNCTION {SCHEMA}.{self.name}({self.signature}) "
+            f"RETURNS {self.returns} LANGUAGE plpgsql AS $fn${self.body}$fn$;"
+        )
+
+    def drop_sql(self) -> str:
+        return f"DROP FUNCTION IF EXISTS {SCHEMA}.{self.name}({self.signature});"
+
+
+@dataclass(frozen=True)
+class Trigger:
+    name: str
+    table: str
+    timing: str  # e.g. "BEFORE UPDATE", "AFTER UPDATE OF status"
+    function: str
+    when: str | None = None
+
+    def create_sql(self) -> str:
+        when = f" WHEN ({self.when})" if self.when else ""
+        return (
+            f"CREATE TRIGGER {self.name} {self.timing} ON {SCHEMA}.{self.table} "
+            f"FOR EACH ROW{when} EXECUTE FUNCTION {SCHEMA}.{self.function}();"
+        )
+
+    def drop_sql(self) -> str:
+        return f"DROP TRIGGER IF EXISTS {self.name} ON {SCHEMA}.{self.table};"
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """A table constraint added with ALTER TABLE (here: foreign keys Piccolo can't declare)."""
+
+    name: str
+    table: str
+    definition: str
+    why: str = ""
+
+    def create_sql(self) -> str:
+        return f"ALTER TABLE {SCHEMA}.{self.table} ADD CONSTRAINT {self.name} {self.definition};"
+
+    def drop_sql(self) -> str:
+        return f"ALTER TABLE {SCHEMA}.{self.table} DROP CONSTRAINT IF EXISTS {self.name};"
+
+
+def _rule(name: str, message: str, *args: str) -> str:
+    """PL/pgSQL that raises a check_violation named ``name``; message starts with the name."""
+    params = "".join(f", {a}" for a in args)
+    return (
+        f"RAISE EXCEPTION '{name}: {message}'{params} "
+        f"USING ERRCODE = 'check_violation', CONSTRAINT = '{name}', SCHEMA = '{SCHEMA}', "
+        "TABLE = TG_TABLE_NAME"
+    )
+
+
+FUNCTIONS: tuple[Function, ...] = (
+    Function(
+        "set_updated_at",
+        "",
+        "trigger",
+        """
+BEGIN
+    NEW.updated_at := now();
+    RETURN NEW;
+END
+""",
+    ),
+    Function(
+        "agents_guard",
+        "",
+        "trigger",
+        f"""
+DECLARE
+    parent record;
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        IF NEW.parent_id IS NULL THEN
+            NEW.depth_level := 0;
+        ELSE
+            -- FOR SHARE: a parent cannot finish while a child is being added under it.
+            SELECT depth_level, status INTO parent
+              FROM {SCHEMA}.agents WHERE id = NEW.parent_id FOR SHARE;
+            IF FOUND THEN
+                IF parent.status IN ({TERMINAL}) THEN
+                    {
+            _rule(
+                "parent_live",
+                "parent agent % is %, it cannot take children",
+                "NEW.parent_id",
+                "parent.status",
+            )
+        };
+                END IF;
+                -- depth_limit (a CHECK) refuses a level past the maximum.
+                NEW.depth_level := parent.depth_level + 1;
+            END IF;
+            -- A missing parent is reported by the foreign key, a self parent by parent_not_self.
+        END IF;
+        IF NEW.status IN ({TERMINAL}) THEN
+            NEW.finished_at := coalesce(NEW.finished_at, now());
+        END IF;
+        RETURN NEW;
+    END IF;
+
+    IF NEW.parent_id IS DISTINCT FROM OLD.parent_id THEN
+        {
+            _rule(
+                "parent_fixed",
+                "agent % cannot move from parent % to %",
+                "OLD.id",
+                "OLD.parent_id",
+                "NEW.parent_id",
+            )
+        };
+    END IF;
+    IF NEW.depth_level <> OLD.depth_level THEN
+        {
+            _rule(
+                "depth_level_derived",
+                "agent % sits at depth %, it cannot be set to %",
+                "OLD.id",
+                "OLD.depth_level",
+                "NEW.depth_level",
+            )
+        };
+    END IF;
+    IF OLD.status IN ({TERMINAL}) AND NEW.status <> OLD.status THEN
+        {
+            _rule(
+                "terminal_final",
+                "agent % is already %, it cannot become %",
+                "OLD.id",
+                "OLD.status",
+                "NEW.status",
+            )
+        };
+    END IF;
+    IF NEW.status IN ({TERMINAL}) AND OLD.status NOT IN ({TERMINAL}) THEN
+        IF EXISTS (SELECT 1 FROM {SCHEMA}.agents
+                    WHERE parent_id = NEW.id AND status NOT IN ({TERMINAL})) THEN
+            {
+            _rule(
+                "children_finish_first",
+                "agent % still has live children; finish them before it becomes %",
+                "OLD.id",
+                "NEW.status",
+            )
+        };
+        END IF;
+        NEW.finished_at := coalesce(NEW.finished_at, now());
+    END IF;
+    RETURN NEW;
+END
+""",
+    ),
+    Function(
+        "agents_closure",
+        "",
+        "trigger",
+        f"""
+BEGIN
+    -- One row per ancestor: the parent's ancestors one level further, and the parent.
+    INSERT INTO {SCHEMA}.hierarchies (parent_id, child_id, depth)
+    SELECT h.parent_id, NEW.id, h.depth + 1
+      FROM {SCHEMA}.hierarchies h
+     WHERE h.child_id = NEW.parent_id
+    UNION ALL
+    SELECT NEW.parent_id, NEW.id, 1
+     WHERE NEW.parent_id IS NOT NULL;
+    RETURN NULL;
+END
+""",
+    ),
+    Function(
+        "hierarchies_guard",
+        "",
+        "trigger",
+        f"""
+BEGIN
+    -- Depth 1 is this trigger itself: the write came from outside agents_closure.
+    IF pg_trigger_depth() < 2 THEN
+        {
+            _rule(
+                "hierarchies_derived",
+                "hierarchies is kept by the agents trigger; insert agents instead (% % by hand)",
+                "TG_OP",
+                "TG_TABLE_NAME",
+            )
+        };
+    END IF;
+    RETURN NEW;
+END
+""",
+    ),
+    Function(
+        "return_budgets",
+        "p_agent uuid, p_parent uuid",
+        "void",
+        f"""
+DECLARE
+    b record;
+BEGIN
+    -- Child rows first, then the parent's: the same lock order as an allocation change.
+    FOR b IN SELECT id, resource, allocated, used, reserved
+               FROM {SCHEMA}.budgets WHERE agent_id = p_agent
+              ORDER BY resource FOR UPDATE
+    LOOP
+        IF p_parent IS NOT NULL THEN
+            UPDATE {SCHEMA}.budgets
+               SET reserved = reserved - b.allocated, used = used + b.used
+             WHERE agent_id = p_parent AND resource = b.resource;
+        END IF;
+        IF b.reserved <> 0 THEN
+            UPDATE {SCHEMA}.budgets SET reserved = 0 WHERE id = b.id;
+        END IF;
+    END LOOP;
+END
+""",
+    ),
+    Function(
+        "agents_reclaim",
+        "",
+        "trigger",
+        f"""
+BEGIN
+    -- Reached a terminal status (agents_guard makes that happen once): each budget
+    -- goes back to the parent (reserved -= allocated, used += used), the agent's own
+    -- reservations are released.
+    PERFORM {SCHEMA}.return_budgets(NEW.id, NEW.parent_id);
+    RETURN NULL;
+END
+""",
+    ),
+    Function(
+        "agents_before_delete",
+        "",
+        "trigger",
+        f"""
+BEGIN
+    -- A live agent deleted outright gives its budgets back like a finished one.
+    IF OLD.status NOT IN ({TERMINAL}) THEN
+        PERFORM {SCHEMA}.return_budgets(OLD.id, OLD.parent_id);
+    END IF;
+    RETURN OLD;
+END
+""",
+    ),
+    Function(
+        "budgets_guard",
+        "",
+        "trigger",
+        f"""
+DECLARE
+    owner record;
+    parent_budget record;
+    delta numeric;
+BEGIN
+    IF TG_OP = 'UPDATE' AND (NEW.agent_id <> OLD.agent_id OR NEW.resource <> OLD.resource) THEN
+        {
+            _rule(
+                "budget_identity_fixed",
+                "budget % belongs to agent % for %; it cannot move",
+                "OLD.id",
+                "OLD.agent_id",
+                "OLD.resource",
+            )
+        };
+    END IF;
+
+    SELECT status, parent_id INTO owner FROM {SCHEMA}.agents WHERE id = NEW.agent_id;
+    IF NOT FOUND THEN
+        RETURN NEW;  -- the foreign key reports a missing agent
+    END IF;
+
+    IF owner.status IN ({TERMINAL}) THEN
+        IF TG_OP = 'INSERT' OR NEW.allocated <> OLD.allocated OR NEW.used <> OLD.used
+           OR NEW.reserved > OLD.reserved THEN
+            {
+            _rule(
+                "budget_closed",
+                "agent % is %; its % budget was returned to its parent",
+                "NEW.agent_id",
+                "owner.status",
+                "NEW.resource",
+            )
+        };
+        END IF;
+        RETURN NEW;
+    END IF;
+
+    delta := NEW.allocated - CASE WHEN TG_OP = 'INSERT' THEN 0 ELSE OLD.allocated END;
+    IF owner.parent_id IS NULL OR delta = 0 THEN
+        RETURN NEW;
+    END IF;
+    SELECT id, allocated, used, reserved INTO parent_budget
+      FROM {SCHEMA}.budgets
+     WHERE agent_id = owner.parent_id AND resource = NEW.resource
+       FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN NEW;  -- the parent does not budget this resource: nothing to carve from
+    END IF;
+    IF delta > parent_budget.allocated - parent_budget.used - parent_budget.reserved THEN
+        {
+            _rule(
+                "budget_limits",
+                "agent % asked its parent % for % %, % left",
+                "NEW.agent_id",
+                "owner.parent_id",
+                "delta",
+                "NEW.resource",
+                "parent_budget.allocated - parent_budget.used - parent_budget.reserved",
+            )
+        };
+    END IF;
+    UPDATE {SCHEMA}.budgets SET reserved = reserved + delta WHERE id = parent_budget.id;
+    RETURN NEW;
+END
+""",
+    ),
+    Function(
+        "budgets_before_delete",
+        "",
+        "trigger",
+        f"""
+DECLARE
+    owner record;
+BEGIN
+    -- Deleting one budget of a live agent gives it back to the parent. (When the
+    -- agent itself is deleted, agents_before_delete already did, and the agent
+    -- is no longer visible here.)
+    SELECT status, parent_id INTO owner FROM {SCHEMA}.agents WHERE id = OLD.agent_id;
+    IF FOUND AND owner.parent_id IS NOT NULL AND owner.status NOT IN ({TERMINAL}) THEN
+        UPDATE {SCHEMA}.budgets
+           SET reserved = reserved - OLD.allocated, used = used + OLD.used
+         WHERE agent_id = owner.parent_id AND resource = OLD.resource;
+    END IF;
+    RETURN OLD;
+END
+""",
+    ),
+    Function(
+        "checkpoints_guard",
+        "",
+        "trigger",
+        f"""
+BEGIN
+    IF TG_OP = 'UPDATE' THEN
+        IF NEW.agent_id <> OLD.agent_id OR NEW.sequence <> OLD.sequence THEN
+            {
+            _rule(
+                "checkpoint_sequence_fixed",
+                "checkpoint % is number % of agent %; it cannot be renumbered",
+                "OLD.id",
+                "OLD.sequence",
+                "OLD.agent_id",
+            )
+        };
+        END IF;
+    ELSIF EXISTS (SELECT 1 FROM {SCHEMA}.checkpoints
+                   WHERE agent_id = NEW.agent_id AND sequence >= NEW.sequence) THEN
+        {
+            _rule(
+                "checkpoint_sequence_increasing",
+                "agent % already has a checkpoint numbered % or higher",
+                "NEW.agent_id",
+                "NEW.sequence",
+            )
+        };
+    END IF;
+    IF NEW.parent_checkpoint_id IS NOT NULL AND NOT EXISTS (
+        SELECT 1 FROM {SCHEMA}.checkpoints
+         WHERE id = NEW.parent_checkpoint_id AND agent_id = NEW.agent_id
+           AND sequence < NEW.sequence) THEN
+        {
+            _rule(
+                "checkpoint_parent_earlier",
+                "parent checkpoint % is not an earlier checkpoint of agent %",
+                "NEW.parent_checkpoint_id",
+                "NEW.agent_id",
+            )
+        };
+    END IF;
+    RETURN NEW;
+END
+""",
+    ),
+)
+
+
+_UPDATED_AT_TABLES = ("sandboxes", "feature_runs", "agents", "budgets", "workspaces")
+
+TRIGGERS: tuple[Trigger, ...] = (
+    *(
+        Trigger(f"{t}_set_updated_at", t, "BEFORE UPDATE", "set_updated_at")
+        for t in _UPDATED_AT_TABLES
+    ),
+    Trigger("agents_guard", "agents", "BEFORE INSERT OR UPDATE", "agents_guard"),
+    Trigger("agents_closure", "agents", "AFTER INSERT", "agents_closure"),
+    Trigger(
+        "agents_reclaim",
+        "agents",
+        "AFTER UPDATE OF status",
+        "agents_reclaim",
+        when=f"OLD.status NOT IN ({TERMINAL}) AND NEW.status IN ({TERMINAL})",
+    ),
+    Trigger("agents_before_delete", "agents", "BEFORE DELETE", "agents_before_delete"),
+    Trigger("hierarchies_guard", "hierarchies", "BEFORE INSERT OR UPDATE", "hierarchies_guard"),
+    Trigger("budgets_guard", "budgets", "BEFORE INSERT OR UPDATE", "budgets_guard"),
+    Trigger("budgets_before_delete", "budgets", "BEFORE DELETE", "budgets_before_delete"),
+    Trigger("checkpoints_guard", "checkpoints", "BEFORE INSERT OR UPDATE", "checkpoints_guard"),
+)
+
+CONSTRAINTS: tuple[Constraint, ...] = (
+    Constraint(
+        "sandboxes_source_snapshot_id_fkey",
+        "sandboxes",
+        f"FOREIGN KEY (source_snapshot_id) REFERENCES {SCHEMA}.sandbox_snapshots (id) "
+        "ON UPDATE CASCADE",
+        why="sandboxes and snapshots refer to each other; Piccolo cannot order the cycle",
+    ),
+    Constraint(
+        "agent_invocations_phase_same_run_fkey",
+        "agent_invocations",
+        f"FOREIGN KEY (phase_result_id, run_id) REFERENCES {SCHEMA}.phase_results (id, run_id) "
+        "ON UPDATE CASCADE ON DELETE CASCADE",
+        why="an invocation's phase attempt belongs to the invocation's run",
+    ),
+    Constraint(
+        "tool_calls_step_same_invocation_fkey",
+        "tool_calls",
+        f"FOREIGN KEY (step_id, invocation_id) REFERENCES {SCHEMA}.agent_steps (id, invocation_id) "
+        "ON UPDATE CASCADE ON DELETE CASCADE",
+        why="a tool call's step belongs to the tool call's invocation",
+    ),
+)
+
+#: Converts Piccolo's BIGSERIAL messages.id into the contract's BIGINT identity,
+#: continuing after any id already used.
+MESSAGES_IDENTITY: tuple[str, ...] = (
+    f"ALTER TABLE {SCHEMA}.messages ALTER COLUMN id DROP DEFAULT;",
+    f"DROP SEQUENCE IF EXISTS {SCHEMA}.messages_id_seq;",
+    f"ALTER TABLE {SCHEMA}.messages ALTER COLUMN id ADD GENERATED BY DEFAULT AS IDENTITY;",
+    f"SELECT setval(pg_get_serial_sequence('{SCHEMA}.messages', 'id'), "
+    f"coalesce((SELECT max(id) FROM {SCHEMA}.messages), 0) + 1, false);",
+)
+
+MESSAGES_SERIAL: tuple[str, ...] = (
+    f"ALTER TABLE {SCHEMA}.messages ALTER COLUMN id DROP IDENTITY IF EXISTS;",
+    f"CREATE SEQUENCE IF NOT EXISTS {SCHEMA}.messages_id_seq OWNED BY {SCHEMA}.messages.id;",
+    f"ALTER TABLE {SCHEMA}.messages ALTER COLUMN id "
+    f"SET DEFAULT nextval('{SCHEMA}.messages_id_seq');",
+)
+
+
+def forwards_statements() -> list[str]:
+    """Every object of this module, one statement each: what a raw migration freezes."""
+    parts = list(MESSAGES_IDENTITY)
+    parts += [i.create_sql(t) for t in TABLES for i in table_indexes(t)]
+    parts += [c.create_sql() for c in CONSTRAINTS]
+    parts += [f.create_sql() for f in FUNCTIONS]
+    parts += [t.create_sql() for t in TRIGGERS]
+    parts += [comment_sql(t) for t in TABLES]
+    return parts
+
+
+def backwards_statements() -> list[str]:
+    """Undo :func:`forwards_statements`, in reverse order."""
+    parts = [t.drop_sql() for t in reversed(TRIGGERS)]
+    parts += [f.drop_sql() for f in reversed(FUNCTIONS)]
+    parts += [c.drop_sql() for c in reversed(CONSTRAINTS)]
+    parts += [i.drop_sql() for t in reversed(TABLES) for i in reversed(table_indexes(t))]
+    parts += [f"COMMENT ON TABLE {qualified(t)} IS NULL;" for t in TABLES]
+    parts += list(MESSAGES_SERIAL)
+    return parts
