@@ -1,0 +1,146 @@
+"""Test database set-up, against real PostgreSQL only.
+
+* Without ``DATABASE_URL``: a fresh throwaway embedded PostgreSQL 18 cluster
+  per test run, deleted afterwards.
+* With ``DATABASE_URL``: a throwaway database ``agent_app_test_<random>`` is
+  created on that server (the role needs CREATEDB) and dropped afterwards; the
+  database named in the URL is never touched.
+
+``DATABASE_URL`` is then pointed at the test database before ``piccolo_conf``
+is imported, so Piccolo, the CLI subprocesses and raw asyncpg all use it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+
+T = TypeVar("T")
+
+_SERVER_URL = os.environ.get("DATABASE_URL")
+_TEST_DB: str | None = None
+_TMP: str | None = None
+
+
+def _with_database(url: str, database: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _TEST_DB, _TMP
+    if os.environ.get("AGENT_APP_TEST_CONFIGURED"):
+        return
+    os.environ["AGENT_APP_TEST_CONFIGURED"] = "1"
+    if _SERVER_URL:
+        _TEST_DB = f"agent_app_test_{secrets.token_hex(4)}"
+
+        async def create() -> None:
+            conn = await asyncpg.connect(_SERVER_URL)
+            try:
+                await conn.execute(f'CREATE DATABASE "{_TEST_DB}"')
+            finally:
+                await conn.close()
+
+        asyncio.run(create())
+        os.environ["DATABASE_URL"] = _with_database(_SERVER_URL, _TEST_DB)
+    else:
+        from agent_app.database import start_embedded
+
+        _TMP = tempfile.mkdtemp(prefix="agent_app_test_")
+        os.environ["AGENT_APP_PGDATA"] = str(Path(_TMP) / "pgdata")
+        os.environ["DATABASE_URL"] = start_embedded(Path(_TMP) / "pgdata", throwaway=True)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _SERVER_URL and _TEST_DB:
+
+        async def drop() -> None:
+            conn = await asyncpg.connect(_SERVER_URL)
+            try:
+                await conn.execute(f'DROP DATABASE IF EXISTS "{_TEST_DB}" WITH (FORCE)')
+            finally:
+                await conn.close()
+
+        asyncio.run(drop())
+    if _TMP:
+        # The embedded server deletes its own data folder at exit; this is the parent.
+        shutil.rmtree(_TMP, ignore_errors=True)
+
+
+def server_url() -> str:
+    """The server the suite runs against, for tests that make more scratch databases."""
+    return _SERVER_URL or os.environ["DATABASE_URL"]
+
+
+@pytest.fixture(scope="session")
+def database_url() -> str:
+    return os.environ["DATABASE_URL"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+async def migrated(database_url: str) -> AsyncIterator[None]:
+    """Run every migration once, and start Piccolo's pool for ORM tests."""
+    from piccolo.apps.migrations.commands.forwards import run_forwards
+    from piccolo.engine import engine_finder
+
+    response = await run_forwards(app_name="all", migration_id="all", fake=False)
+    assert response.success, response.message
+    engine: Any = engine_finder()
+    await engine.start_connection_pool(min_size=1, max_size=20)
+    yield
+    await engine.close_connection_pool()
+
+
+@pytest.fixture
+async def conn(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A raw connection inside a transaction that is rolled back after the test."""
+    connection = await asyncpg.connect(database_url)
+    tx = connection.transaction()
+    await tx.start()
+    try:
+        yield connection
+    finally:
+        await tx.rollback()
+        await connection.close()
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    """A pool of committed-work connections for concurrency tests."""
+    p = await asyncpg.create_pool(database_url, min_size=2, max_size=25)
+    assert p is not None
+    yield p
+    await p.close()
+
+
+class SyncDB:
+    """Runs coroutines on a private event loop, for hypothesis tests (which are sync)."""
+
+    def __init__(self, url: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.conn: asyncpg.Connection = self.loop.run_until_complete(asyncpg.connect(url))
+
+    def run(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        return self.loop.run_until_complete(fn(self.conn))
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.conn.close())
+        self.loop.close()
+
+
+@pytest.fixture
+def sync_db(database_url: str) -> Iterator[SyncDB]:
+    db = SyncDB(database_url)
+    yield db
+    db.close()
