@@ -260,7 +260,10 @@ class PhaseResult(Table, tablename="phase_results", schema=SCHEMA):
     finished_at = _maybe_time()
 
     phase_enum = enum_check("phase", FeaturePhase)
-    phase_is_working = Check(f"phase IN ({sql_list(p.value for p in WORKING_PHASES)})")
+    # Says only "not an end state", so a misspelt phase is reported by phase_enum alone.
+    phase_is_working = Check(
+        f"phase NOT IN ({sql_list(p.value for p in FeaturePhase if p not in WORKING_PHASES)})"
+    )
     status_enum = enum_check("status", PhaseStatus)
     attempt_min = Check("attempt >= 1")
     finished_when_not_running = Check(f"(status = {sql_list(['running'])}) = (finished_at IS NULL)")

@@ -108,9 +108,9 @@ class Sandbox(Table, tablename="sandboxes", schema="agent"):
     )
 
 
-ID = "2026-11-22T05:15:23:673152"
+ID = "2026-11-22T05:22:02:264218"
 VERSION = "1.38.0"
-DESCRIPTION = ""
+DESCRIPTION = "True"
 
 
 async def forwards():
@@ -119,26 +119,15 @@ async def forwards():
     )
 
     manager.add_table(
-        class_name="AgentInvocation",
-        tablename="agent_invocations",
-        schema="agent",
-        columns=None,
-    )
-
-    manager.add_table(
-        class_name="ToolCall",
-        tablename="tool_calls",
-        schema="agent",
-        columns=None,
-    )
-
-    manager.add_table(
-        class_name="Sandbox", tablename="sandboxes", schema="agent", columns=None
-    )
-
-    manager.add_table(
         class_name="PhaseResult",
         tablename="phase_results",
+        schema="agent",
+        columns=None,
+    )
+
+    manager.add_table(
+        class_name="AgentInvocation",
+        tablename="agent_invocations",
         schema="agent",
         columns=None,
     )
@@ -162,10 +151,18 @@ async def forwards():
     )
 
     manager.add_table(
-        class_name="FeatureRun",
-        tablename="feature_runs",
+        class_name="Message", tablename="messages", schema="agent", columns=None
+    )
+
+    manager.add_table(
+        class_name="Hierarchy",
+        tablename="hierarchies",
         schema="agent",
         columns=None,
+    )
+
+    manager.add_table(
+        class_name="Agent", tablename="agents", schema="agent", columns=None
     )
 
     manager.add_table(
@@ -176,11 +173,10 @@ async def forwards():
     )
 
     manager.add_table(
-        class_name="Agent", tablename="agents", schema="agent", columns=None
-    )
-
-    manager.add_table(
-        class_name="Message", tablename="messages", schema="agent", columns=None
+        class_name="Workspace",
+        tablename="workspaces",
+        schema="agent",
+        columns=None,
     )
 
     manager.add_table(
@@ -191,8 +187,19 @@ async def forwards():
     )
 
     manager.add_table(
-        class_name="Hierarchy",
-        tablename="hierarchies",
+        class_name="Sandbox", tablename="sandboxes", schema="agent", columns=None
+    )
+
+    manager.add_table(
+        class_name="FeatureRun",
+        tablename="feature_runs",
+        schema="agent",
+        columns=None,
+    )
+
+    manager.add_table(
+        class_name="ToolCall",
+        tablename="tool_calls",
         schema="agent",
         columns=None,
     )
@@ -204,11 +211,233 @@ async def forwards():
         columns=None,
     )
 
-    manager.add_table(
-        class_name="Workspace",
-        tablename="workspaces",
+    manager.add_column(
+        table_class_name="PhaseResult",
+        tablename="phase_results",
+        column_name="id",
+        db_column_name="id",
+        column_class_name="UUID",
+        column_class=UUID,
+        params={
+            "default": UUID4(),
+            "null": False,
+            "primary_key": True,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
         schema="agent",
-        columns=None,
+    )
+
+    manager.add_column(
+        table_class_name="PhaseResult",
+        tablename="phase_results",
+        column_name="run_id",
+        db_column_name="run_id",
+        column_class_name="ForeignKey",
+        column_class=ForeignKey,
+        params={
+            "references": FeatureRun,
+            "on_delete": OnDelete.cascade,
+            "on_update": OnUpdate.cascade,
+            "target_column": None,
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="PhaseResult",
+        tablename="phase_results",
+        column_name="phase",
+        db_column_name="phase",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 255,
+            "default": "",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": Enum(
+                "FeaturePhase",
+                {
+                    "analysis": "analysis",
+                    "approaches": "approaches",
+                    "judging": "judging",
+                    "implementation": "implementation",
+                    "pr": "pr",
+                    "completed": "completed",
+                    "failed": "failed",
+                },
+            ),
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="PhaseResult",
+        tablename="phase_results",
+        column_name="status",
+        db_column_name="status",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 255,
+            "default": "running",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": Enum(
+                "PhaseStatus",
+                {"running": "running", "passed": "passed", "failed": "failed"},
+            ),
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="PhaseResult",
+        tablename="phase_results",
+        column_name="attempt",
+        db_column_name="attempt",
+        column_class_name="Integer",
+        column_class=Integer,
+        params={
+            "default": 1,
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="PhaseResult",
+        tablename="phase_results",
+        column_name="summary",
+        db_column_name="summary",
+        column_class_name="Text",
+        column_class=Text,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="PhaseResult",
+        tablename="phase_results",
+        column_name="output",
+        db_column_name="output",
+        column_class_name="JSONB",
+        column_class=JSONB,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="PhaseResult",
+        tablename="phase_results",
+        column_name="error",
+        db_column_name="error",
+        column_class_name="Text",
+        column_class=Text,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="PhaseResult",
+        tablename="phase_results",
+        column_name="started_at",
+        db_column_name="started_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": TimestamptzNow(),
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="PhaseResult",
+        tablename="phase_results",
+        column_name="finished_at",
+        db_column_name="finished_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
     )
 
     manager.add_column(
@@ -564,781 +793,6 @@ async def forwards():
     manager.add_column(
         table_class_name="AgentInvocation",
         tablename="agent_invocations",
-        column_name="finished_at",
-        db_column_name="finished_at",
-        column_class_name="Timestamptz",
-        column_class=Timestamptz,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="ToolCall",
-        tablename="tool_calls",
-        column_name="id",
-        db_column_name="id",
-        column_class_name="UUID",
-        column_class=UUID,
-        params={
-            "default": UUID4(),
-            "null": False,
-            "primary_key": True,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="ToolCall",
-        tablename="tool_calls",
-        column_name="step_id",
-        db_column_name="step_id",
-        column_class_name="ForeignKey",
-        column_class=ForeignKey,
-        params={
-            "references": AgentStep,
-            "on_delete": OnDelete.cascade,
-            "on_update": OnUpdate.cascade,
-            "target_column": None,
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="ToolCall",
-        tablename="tool_calls",
-        column_name="invocation_id",
-        db_column_name="invocation_id",
-        column_class_name="ForeignKey",
-        column_class=ForeignKey,
-        params={
-            "references": AgentInvocation,
-            "on_delete": OnDelete.cascade,
-            "on_update": OnUpdate.cascade,
-            "target_column": None,
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="ToolCall",
-        tablename="tool_calls",
-        column_name="tool_call_id",
-        db_column_name="tool_call_id",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 255,
-            "default": "",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="ToolCall",
-        tablename="tool_calls",
-        column_name="tool_name",
-        db_column_name="tool_name",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 255,
-            "default": "",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="ToolCall",
-        tablename="tool_calls",
-        column_name="input",
-        db_column_name="input",
-        column_class_name="JSONB",
-        column_class=JSONB,
-        params={
-            "default": "{}",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="ToolCall",
-        tablename="tool_calls",
-        column_name="output_type",
-        db_column_name="output_type",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 255,
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": Enum(
-                "ToolOutputType",
-                {
-                    "text": "text",
-                    "json": "json",
-                    "execution_denied": "execution-denied",
-                    "error_text": "error-text",
-                    "error_json": "error-json",
-                    "content": "content",
-                },
-            ),
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="ToolCall",
-        tablename="tool_calls",
-        column_name="output",
-        db_column_name="output",
-        column_class_name="JSONB",
-        column_class=JSONB,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="ToolCall",
-        tablename="tool_calls",
-        column_name="provider_executed",
-        db_column_name="provider_executed",
-        column_class_name="Boolean",
-        column_class=Boolean,
-        params={
-            "default": False,
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="ToolCall",
-        tablename="tool_calls",
-        column_name="started_at",
-        db_column_name="started_at",
-        column_class_name="Timestamptz",
-        column_class=Timestamptz,
-        params={
-            "default": TimestamptzNow(),
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="ToolCall",
-        tablename="tool_calls",
-        column_name="finished_at",
-        db_column_name="finished_at",
-        column_class_name="Timestamptz",
-        column_class=Timestamptz,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Sandbox",
-        tablename="sandboxes",
-        column_name="id",
-        db_column_name="id",
-        column_class_name="UUID",
-        column_class=UUID,
-        params={
-            "default": UUID4(),
-            "null": False,
-            "primary_key": True,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Sandbox",
-        tablename="sandboxes",
-        column_name="status",
-        db_column_name="status",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 255,
-            "default": "pending",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": Enum(
-                "SandboxStatus",
-                {
-                    "pending": "pending",
-                    "running": "running",
-                    "stopping": "stopping",
-                    "stopped": "stopped",
-                    "failed": "failed",
-                    "aborted": "aborted",
-                    "snapshotting": "snapshotting",
-                },
-            ),
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Sandbox",
-        tablename="sandboxes",
-        column_name="source_type",
-        db_column_name="source_type",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 255,
-            "default": "",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": Enum(
-                "SandboxSourceType",
-                {
-                    "git": "git",
-                    "tarball": "tarball",
-                    "snapshot": "snapshot",
-                    "empty": "empty",
-                },
-            ),
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Sandbox",
-        tablename="sandboxes",
-        column_name="source_ref",
-        db_column_name="source_ref",
-        column_class_name="Text",
-        column_class=Text,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Sandbox",
-        tablename="sandboxes",
-        column_name="source_snapshot_id",
-        db_column_name="source_snapshot_id",
-        column_class_name="UUID",
-        column_class=UUID,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Sandbox",
-        tablename="sandboxes",
-        column_name="provider",
-        db_column_name="provider",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 255,
-            "default": "",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Sandbox",
-        tablename="sandboxes",
-        column_name="external_id",
-        db_column_name="external_id",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 255,
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": True,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Sandbox",
-        tablename="sandboxes",
-        column_name="config",
-        db_column_name="config",
-        column_class_name="JSONB",
-        column_class=JSONB,
-        params={
-            "default": "{}",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Sandbox",
-        tablename="sandboxes",
-        column_name="error",
-        db_column_name="error",
-        column_class_name="Text",
-        column_class=Text,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Sandbox",
-        tablename="sandboxes",
-        column_name="created_at",
-        db_column_name="created_at",
-        column_class_name="Timestamptz",
-        column_class=Timestamptz,
-        params={
-            "default": TimestamptzNow(),
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Sandbox",
-        tablename="sandboxes",
-        column_name="updated_at",
-        db_column_name="updated_at",
-        column_class_name="Timestamptz",
-        column_class=Timestamptz,
-        params={
-            "default": TimestamptzNow(),
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Sandbox",
-        tablename="sandboxes",
-        column_name="started_at",
-        db_column_name="started_at",
-        column_class_name="Timestamptz",
-        column_class=Timestamptz,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Sandbox",
-        tablename="sandboxes",
-        column_name="stopped_at",
-        db_column_name="stopped_at",
-        column_class_name="Timestamptz",
-        column_class=Timestamptz,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="PhaseResult",
-        tablename="phase_results",
-        column_name="id",
-        db_column_name="id",
-        column_class_name="UUID",
-        column_class=UUID,
-        params={
-            "default": UUID4(),
-            "null": False,
-            "primary_key": True,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="PhaseResult",
-        tablename="phase_results",
-        column_name="run_id",
-        db_column_name="run_id",
-        column_class_name="ForeignKey",
-        column_class=ForeignKey,
-        params={
-            "references": FeatureRun,
-            "on_delete": OnDelete.cascade,
-            "on_update": OnUpdate.cascade,
-            "target_column": None,
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="PhaseResult",
-        tablename="phase_results",
-        column_name="phase",
-        db_column_name="phase",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 255,
-            "default": "",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": Enum(
-                "FeaturePhase",
-                {
-                    "analysis": "analysis",
-                    "approaches": "approaches",
-                    "judging": "judging",
-                    "implementation": "implementation",
-                    "pr": "pr",
-                    "completed": "completed",
-                    "failed": "failed",
-                },
-            ),
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="PhaseResult",
-        tablename="phase_results",
-        column_name="status",
-        db_column_name="status",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 255,
-            "default": "running",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": Enum(
-                "PhaseStatus",
-                {"running": "running", "passed": "passed", "failed": "failed"},
-            ),
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="PhaseResult",
-        tablename="phase_results",
-        column_name="attempt",
-        db_column_name="attempt",
-        column_class_name="Integer",
-        column_class=Integer,
-        params={
-            "default": 1,
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="PhaseResult",
-        tablename="phase_results",
-        column_name="summary",
-        db_column_name="summary",
-        column_class_name="Text",
-        column_class=Text,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="PhaseResult",
-        tablename="phase_results",
-        column_name="output",
-        db_column_name="output",
-        column_class_name="JSONB",
-        column_class=JSONB,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="PhaseResult",
-        tablename="phase_results",
-        column_name="error",
-        db_column_name="error",
-        column_class_name="Text",
-        column_class=Text,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="PhaseResult",
-        tablename="phase_results",
-        column_name="started_at",
-        db_column_name="started_at",
-        column_class_name="Timestamptz",
-        column_class=Timestamptz,
-        params={
-            "default": TimestamptzNow(),
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="PhaseResult",
-        tablename="phase_results",
         column_name="finished_at",
         db_column_name="finished_at",
         column_class_name="Timestamptz",
@@ -1998,866 +1452,6 @@ async def forwards():
     )
 
     manager.add_column(
-        table_class_name="FeatureRun",
-        tablename="feature_runs",
-        column_name="id",
-        db_column_name="id",
-        column_class_name="UUID",
-        column_class=UUID,
-        params={
-            "default": UUID4(),
-            "null": False,
-            "primary_key": True,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="FeatureRun",
-        tablename="feature_runs",
-        column_name="title",
-        db_column_name="title",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 255,
-            "default": "",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="FeatureRun",
-        tablename="feature_runs",
-        column_name="request",
-        db_column_name="request",
-        column_class_name="Text",
-        column_class=Text,
-        params={
-            "default": "",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="FeatureRun",
-        tablename="feature_runs",
-        column_name="repo_url",
-        db_column_name="repo_url",
-        column_class_name="Text",
-        column_class=Text,
-        params={
-            "default": "",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="FeatureRun",
-        tablename="feature_runs",
-        column_name="base_branch",
-        db_column_name="base_branch",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 255,
-            "default": "main",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="FeatureRun",
-        tablename="feature_runs",
-        column_name="current_phase",
-        db_column_name="current_phase",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 255,
-            "default": "analysis",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": Enum(
-                "FeaturePhase",
-                {
-                    "analysis": "analysis",
-                    "approaches": "approaches",
-                    "judging": "judging",
-                    "implementation": "implementation",
-                    "pr": "pr",
-                    "completed": "completed",
-                    "failed": "failed",
-                },
-            ),
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="FeatureRun",
-        tablename="feature_runs",
-        column_name="sandbox_id",
-        db_column_name="sandbox_id",
-        column_class_name="ForeignKey",
-        column_class=ForeignKey,
-        params={
-            "references": Sandbox,
-            "on_delete": OnDelete.no_action,
-            "on_update": OnUpdate.cascade,
-            "target_column": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="FeatureRun",
-        tablename="feature_runs",
-        column_name="branch_name",
-        db_column_name="branch_name",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 255,
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="FeatureRun",
-        tablename="feature_runs",
-        column_name="pr_url",
-        db_column_name="pr_url",
-        column_class_name="Text",
-        column_class=Text,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="FeatureRun",
-        tablename="feature_runs",
-        column_name="error",
-        db_column_name="error",
-        column_class_name="Text",
-        column_class=Text,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="FeatureRun",
-        tablename="feature_runs",
-        column_name="created_at",
-        db_column_name="created_at",
-        column_class_name="Timestamptz",
-        column_class=Timestamptz,
-        params={
-            "default": TimestamptzNow(),
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="FeatureRun",
-        tablename="feature_runs",
-        column_name="updated_at",
-        db_column_name="updated_at",
-        column_class_name="Timestamptz",
-        column_class=Timestamptz,
-        params={
-            "default": TimestamptzNow(),
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="FeatureRun",
-        tablename="feature_runs",
-        column_name="completed_at",
-        db_column_name="completed_at",
-        column_class_name="Timestamptz",
-        column_class=Timestamptz,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="AgentStep",
-        tablename="agent_steps",
-        column_name="id",
-        db_column_name="id",
-        column_class_name="UUID",
-        column_class=UUID,
-        params={
-            "default": UUID4(),
-            "null": False,
-            "primary_key": True,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="AgentStep",
-        tablename="agent_steps",
-        column_name="invocation_id",
-        db_column_name="invocation_id",
-        column_class_name="ForeignKey",
-        column_class=ForeignKey,
-        params={
-            "references": AgentInvocation,
-            "on_delete": OnDelete.cascade,
-            "on_update": OnUpdate.cascade,
-            "target_column": None,
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="AgentStep",
-        tablename="agent_steps",
-        column_name="step_number",
-        db_column_name="step_number",
-        column_class_name="Integer",
-        column_class=Integer,
-        params={
-            "default": 0,
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="AgentStep",
-        tablename="agent_steps",
-        column_name="finish_reason",
-        db_column_name="finish_reason",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 255,
-            "default": "",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": Enum(
-                "FinishReason",
-                {
-                    "stop": "stop",
-                    "length": "length",
-                    "content_filter": "content-filter",
-                    "tool_calls": "tool-calls",
-                    "error": "error",
-                    "other": "other",
-                },
-            ),
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="AgentStep",
-        tablename="agent_steps",
-        column_name="raw_finish_reason",
-        db_column_name="raw_finish_reason",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 255,
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="AgentStep",
-        tablename="agent_steps",
-        column_name="text",
-        db_column_name="text",
-        column_class_name="Text",
-        column_class=Text,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="AgentStep",
-        tablename="agent_steps",
-        column_name="reasoning",
-        db_column_name="reasoning",
-        column_class_name="Text",
-        column_class=Text,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="AgentStep",
-        tablename="agent_steps",
-        column_name="input_tokens",
-        db_column_name="input_tokens",
-        column_class_name="Integer",
-        column_class=Integer,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="AgentStep",
-        tablename="agent_steps",
-        column_name="output_tokens",
-        db_column_name="output_tokens",
-        column_class_name="Integer",
-        column_class=Integer,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="AgentStep",
-        tablename="agent_steps",
-        column_name="cached_input_tokens",
-        db_column_name="cached_input_tokens",
-        column_class_name="Integer",
-        column_class=Integer,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="AgentStep",
-        tablename="agent_steps",
-        column_name="reasoning_tokens",
-        db_column_name="reasoning_tokens",
-        column_class_name="Integer",
-        column_class=Integer,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="AgentStep",
-        tablename="agent_steps",
-        column_name="cost_usd",
-        db_column_name="cost_usd",
-        column_class_name="Numeric",
-        column_class=Numeric,
-        params={
-            "default": None,
-            "digits": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="AgentStep",
-        tablename="agent_steps",
-        column_name="response_metadata",
-        db_column_name="response_metadata",
-        column_class_name="JSONB",
-        column_class=JSONB,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="AgentStep",
-        tablename="agent_steps",
-        column_name="started_at",
-        db_column_name="started_at",
-        column_class_name="Timestamptz",
-        column_class=Timestamptz,
-        params={
-            "default": TimestamptzNow(),
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="AgentStep",
-        tablename="agent_steps",
-        column_name="finished_at",
-        db_column_name="finished_at",
-        column_class_name="Timestamptz",
-        column_class=Timestamptz,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Agent",
-        tablename="agents",
-        column_name="id",
-        db_column_name="id",
-        column_class_name="UUID",
-        column_class=UUID,
-        params={
-            "default": UUID4(),
-            "null": False,
-            "primary_key": True,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Agent",
-        tablename="agents",
-        column_name="run_id",
-        db_column_name="run_id",
-        column_class_name="ForeignKey",
-        column_class=ForeignKey,
-        params={
-            "references": FeatureRun,
-            "on_delete": OnDelete.cascade,
-            "on_update": OnUpdate.cascade,
-            "target_column": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Agent",
-        tablename="agents",
-        column_name="parent_id",
-        db_column_name="parent_id",
-        column_class_name="ForeignKey",
-        column_class=ForeignKey,
-        params={
-            "references": "self",
-            "on_delete": OnDelete.no_action,
-            "on_update": OnUpdate.cascade,
-            "target_column": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Agent",
-        tablename="agents",
-        column_name="depth_level",
-        db_column_name="depth_level",
-        column_class_name="Integer",
-        column_class=Integer,
-        params={
-            "default": 0,
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Agent",
-        tablename="agents",
-        column_name="agent_type",
-        db_column_name="agent_type",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 255,
-            "default": "",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": Enum(
-                "AgentType",
-                {
-                    "orchestrator": "orchestrator",
-                    "explorer": "explorer",
-                    "coder": "coder",
-                    "judge": "judge",
-                    "meta_judge": "meta_judge",
-                },
-            ),
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Agent",
-        tablename="agents",
-        column_name="name",
-        db_column_name="name",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 255,
-            "default": "",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Agent",
-        tablename="agents",
-        column_name="status",
-        db_column_name="status",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 255,
-            "default": "pending",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": Enum(
-                "AgentStatus",
-                {
-                    "pending": "pending",
-                    "running": "running",
-                    "waiting": "waiting",
-                    "completed": "completed",
-                    "failed": "failed",
-                    "terminated": "terminated",
-                },
-            ),
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Agent",
-        tablename="agents",
-        column_name="created_at",
-        db_column_name="created_at",
-        column_class_name="Timestamptz",
-        column_class=Timestamptz,
-        params={
-            "default": TimestamptzNow(),
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Agent",
-        tablename="agents",
-        column_name="updated_at",
-        db_column_name="updated_at",
-        column_class_name="Timestamptz",
-        column_class=Timestamptz,
-        params={
-            "default": TimestamptzNow(),
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Agent",
-        tablename="agents",
-        column_name="finished_at",
-        db_column_name="finished_at",
-        column_class_name="Timestamptz",
-        column_class=Timestamptz,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
         table_class_name="Message",
         tablename="messages",
         column_name="id",
@@ -3235,203 +1829,6 @@ async def forwards():
     )
 
     manager.add_column(
-        table_class_name="Checkpoint",
-        tablename="checkpoints",
-        column_name="id",
-        db_column_name="id",
-        column_class_name="UUID",
-        column_class=UUID,
-        params={
-            "default": UUID4(),
-            "null": False,
-            "primary_key": True,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Checkpoint",
-        tablename="checkpoints",
-        column_name="agent_id",
-        db_column_name="agent_id",
-        column_class_name="ForeignKey",
-        column_class=ForeignKey,
-        params={
-            "references": Agent,
-            "on_delete": OnDelete.cascade,
-            "on_update": OnUpdate.cascade,
-            "target_column": None,
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Checkpoint",
-        tablename="checkpoints",
-        column_name="sequence",
-        db_column_name="sequence",
-        column_class_name="Integer",
-        column_class=Integer,
-        params={
-            "default": 1,
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Checkpoint",
-        tablename="checkpoints",
-        column_name="parent_checkpoint_id",
-        db_column_name="parent_checkpoint_id",
-        column_class_name="ForeignKey",
-        column_class=ForeignKey,
-        params={
-            "references": "self",
-            "on_delete": OnDelete.set_null,
-            "on_update": OnUpdate.cascade,
-            "target_column": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Checkpoint",
-        tablename="checkpoints",
-        column_name="state_snapshot",
-        db_column_name="state_snapshot",
-        column_class_name="JSONB",
-        column_class=JSONB,
-        params={
-            "default": "{}",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Checkpoint",
-        tablename="checkpoints",
-        column_name="state_hash",
-        db_column_name="state_hash",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 255,
-            "default": "",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Checkpoint",
-        tablename="checkpoints",
-        column_name="schema_version",
-        db_column_name="schema_version",
-        column_class_name="Integer",
-        column_class=Integer,
-        params={
-            "default": 1,
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Checkpoint",
-        tablename="checkpoints",
-        column_name="label",
-        db_column_name="label",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 255,
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Checkpoint",
-        tablename="checkpoints",
-        column_name="created_at",
-        db_column_name="created_at",
-        column_class_name="Timestamptz",
-        column_class=Timestamptz,
-        params={
-            "default": TimestamptzNow(),
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
         table_class_name="Hierarchy",
         tablename="hierarchies",
         column_name="id",
@@ -3522,8 +1919,8 @@ async def forwards():
     )
 
     manager.add_column(
-        table_class_name="SandboxSnapshot",
-        tablename="sandbox_snapshots",
+        table_class_name="Agent",
+        tablename="agents",
         column_name="id",
         db_column_name="id",
         column_class_name="UUID",
@@ -3543,17 +1940,62 @@ async def forwards():
     )
 
     manager.add_column(
-        table_class_name="SandboxSnapshot",
-        tablename="sandbox_snapshots",
-        column_name="sandbox_id",
-        db_column_name="sandbox_id",
+        table_class_name="Agent",
+        tablename="agents",
+        column_name="run_id",
+        db_column_name="run_id",
         column_class_name="ForeignKey",
         column_class=ForeignKey,
         params={
-            "references": Sandbox,
+            "references": FeatureRun,
+            "on_delete": OnDelete.cascade,
+            "on_update": OnUpdate.cascade,
+            "target_column": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Agent",
+        tablename="agents",
+        column_name="parent_id",
+        db_column_name="parent_id",
+        column_class_name="ForeignKey",
+        column_class=ForeignKey,
+        params={
+            "references": "self",
             "on_delete": OnDelete.no_action,
             "on_update": OnUpdate.cascade,
             "target_column": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Agent",
+        tablename="agents",
+        column_name="depth_level",
+        db_column_name="depth_level",
+        column_class_name="Integer",
+        column_class=Integer,
+        params={
+            "default": 0,
             "null": False,
             "primary_key": False,
             "unique": False,
@@ -3567,23 +2009,29 @@ async def forwards():
     )
 
     manager.add_column(
-        table_class_name="SandboxSnapshot",
-        tablename="sandbox_snapshots",
-        column_name="status",
-        db_column_name="status",
+        table_class_name="Agent",
+        tablename="agents",
+        column_name="agent_type",
+        db_column_name="agent_type",
         column_class_name="Varchar",
         column_class=Varchar,
         params={
             "length": 255,
-            "default": "created",
+            "default": "",
             "null": False,
             "primary_key": False,
             "unique": False,
             "index": False,
             "index_method": IndexMethod.btree,
             "choices": Enum(
-                "SnapshotStatus",
-                {"created": "created", "deleted": "deleted", "failed": "failed"},
+                "AgentType",
+                {
+                    "orchestrator": "orchestrator",
+                    "explorer": "explorer",
+                    "coder": "coder",
+                    "judge": "judge",
+                    "meta_judge": "meta_judge",
+                },
             ),
             "db_column_name": None,
             "secret": False,
@@ -3592,57 +2040,15 @@ async def forwards():
     )
 
     manager.add_column(
-        table_class_name="SandboxSnapshot",
-        tablename="sandbox_snapshots",
-        column_name="external_id",
-        db_column_name="external_id",
+        table_class_name="Agent",
+        tablename="agents",
+        column_name="name",
+        db_column_name="name",
         column_class_name="Varchar",
         column_class=Varchar,
         params={
             "length": 255,
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="SandboxSnapshot",
-        tablename="sandbox_snapshots",
-        column_name="size_bytes",
-        db_column_name="size_bytes",
-        column_class_name="BigInt",
-        column_class=BigInt,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="SandboxSnapshot",
-        tablename="sandbox_snapshots",
-        column_name="metadata",
-        db_column_name="metadata",
-        column_class_name="JSONB",
-        column_class=JSONB,
-        params={
-            "default": "{}",
+            "default": "",
             "null": False,
             "primary_key": False,
             "unique": False,
@@ -3656,8 +2062,40 @@ async def forwards():
     )
 
     manager.add_column(
-        table_class_name="SandboxSnapshot",
-        tablename="sandbox_snapshots",
+        table_class_name="Agent",
+        tablename="agents",
+        column_name="status",
+        db_column_name="status",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 255,
+            "default": "pending",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": Enum(
+                "AgentStatus",
+                {
+                    "pending": "pending",
+                    "running": "running",
+                    "waiting": "waiting",
+                    "completed": "completed",
+                    "failed": "failed",
+                    "terminated": "terminated",
+                },
+            ),
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Agent",
+        tablename="agents",
         column_name="created_at",
         db_column_name="created_at",
         column_class_name="Timestamptz",
@@ -3677,10 +2115,362 @@ async def forwards():
     )
 
     manager.add_column(
-        table_class_name="SandboxSnapshot",
-        tablename="sandbox_snapshots",
-        column_name="deleted_at",
-        db_column_name="deleted_at",
+        table_class_name="Agent",
+        tablename="agents",
+        column_name="updated_at",
+        db_column_name="updated_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": TimestamptzNow(),
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Agent",
+        tablename="agents",
+        column_name="finished_at",
+        db_column_name="finished_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="AgentStep",
+        tablename="agent_steps",
+        column_name="id",
+        db_column_name="id",
+        column_class_name="UUID",
+        column_class=UUID,
+        params={
+            "default": UUID4(),
+            "null": False,
+            "primary_key": True,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="AgentStep",
+        tablename="agent_steps",
+        column_name="invocation_id",
+        db_column_name="invocation_id",
+        column_class_name="ForeignKey",
+        column_class=ForeignKey,
+        params={
+            "references": AgentInvocation,
+            "on_delete": OnDelete.cascade,
+            "on_update": OnUpdate.cascade,
+            "target_column": None,
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="AgentStep",
+        tablename="agent_steps",
+        column_name="step_number",
+        db_column_name="step_number",
+        column_class_name="Integer",
+        column_class=Integer,
+        params={
+            "default": 0,
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="AgentStep",
+        tablename="agent_steps",
+        column_name="finish_reason",
+        db_column_name="finish_reason",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 255,
+            "default": "",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": Enum(
+                "FinishReason",
+                {
+                    "stop": "stop",
+                    "length": "length",
+                    "content_filter": "content-filter",
+                    "tool_calls": "tool-calls",
+                    "error": "error",
+                    "other": "other",
+                },
+            ),
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="AgentStep",
+        tablename="agent_steps",
+        column_name="raw_finish_reason",
+        db_column_name="raw_finish_reason",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 255,
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="AgentStep",
+        tablename="agent_steps",
+        column_name="text",
+        db_column_name="text",
+        column_class_name="Text",
+        column_class=Text,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="AgentStep",
+        tablename="agent_steps",
+        column_name="reasoning",
+        db_column_name="reasoning",
+        column_class_name="Text",
+        column_class=Text,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="AgentStep",
+        tablename="agent_steps",
+        column_name="input_tokens",
+        db_column_name="input_tokens",
+        column_class_name="Integer",
+        column_class=Integer,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="AgentStep",
+        tablename="agent_steps",
+        column_name="output_tokens",
+        db_column_name="output_tokens",
+        column_class_name="Integer",
+        column_class=Integer,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="AgentStep",
+        tablename="agent_steps",
+        column_name="cached_input_tokens",
+        db_column_name="cached_input_tokens",
+        column_class_name="Integer",
+        column_class=Integer,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="AgentStep",
+        tablename="agent_steps",
+        column_name="reasoning_tokens",
+        db_column_name="reasoning_tokens",
+        column_class_name="Integer",
+        column_class=Integer,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="AgentStep",
+        tablename="agent_steps",
+        column_name="cost_usd",
+        db_column_name="cost_usd",
+        column_class_name="Numeric",
+        column_class=Numeric,
+        params={
+            "default": None,
+            "digits": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="AgentStep",
+        tablename="agent_steps",
+        column_name="response_metadata",
+        db_column_name="response_metadata",
+        column_class_name="JSONB",
+        column_class=JSONB,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="AgentStep",
+        tablename="agent_steps",
+        column_name="started_at",
+        db_column_name="started_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": TimestamptzNow(),
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="AgentStep",
+        tablename="agent_steps",
+        column_name="finished_at",
+        db_column_name="finished_at",
         column_class_name="Timestamptz",
         column_class=Timestamptz,
         params={
@@ -3940,6 +2730,1275 @@ async def forwards():
         schema="agent",
     )
 
+    manager.add_column(
+        table_class_name="Checkpoint",
+        tablename="checkpoints",
+        column_name="id",
+        db_column_name="id",
+        column_class_name="UUID",
+        column_class=UUID,
+        params={
+            "default": UUID4(),
+            "null": False,
+            "primary_key": True,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Checkpoint",
+        tablename="checkpoints",
+        column_name="agent_id",
+        db_column_name="agent_id",
+        column_class_name="ForeignKey",
+        column_class=ForeignKey,
+        params={
+            "references": Agent,
+            "on_delete": OnDelete.cascade,
+            "on_update": OnUpdate.cascade,
+            "target_column": None,
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Checkpoint",
+        tablename="checkpoints",
+        column_name="sequence",
+        db_column_name="sequence",
+        column_class_name="Integer",
+        column_class=Integer,
+        params={
+            "default": 1,
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Checkpoint",
+        tablename="checkpoints",
+        column_name="parent_checkpoint_id",
+        db_column_name="parent_checkpoint_id",
+        column_class_name="ForeignKey",
+        column_class=ForeignKey,
+        params={
+            "references": "self",
+            "on_delete": OnDelete.set_null,
+            "on_update": OnUpdate.cascade,
+            "target_column": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Checkpoint",
+        tablename="checkpoints",
+        column_name="state_snapshot",
+        db_column_name="state_snapshot",
+        column_class_name="JSONB",
+        column_class=JSONB,
+        params={
+            "default": "{}",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Checkpoint",
+        tablename="checkpoints",
+        column_name="state_hash",
+        db_column_name="state_hash",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 255,
+            "default": "",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Checkpoint",
+        tablename="checkpoints",
+        column_name="schema_version",
+        db_column_name="schema_version",
+        column_class_name="Integer",
+        column_class=Integer,
+        params={
+            "default": 1,
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Checkpoint",
+        tablename="checkpoints",
+        column_name="label",
+        db_column_name="label",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 255,
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Checkpoint",
+        tablename="checkpoints",
+        column_name="created_at",
+        db_column_name="created_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": TimestamptzNow(),
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Sandbox",
+        tablename="sandboxes",
+        column_name="id",
+        db_column_name="id",
+        column_class_name="UUID",
+        column_class=UUID,
+        params={
+            "default": UUID4(),
+            "null": False,
+            "primary_key": True,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Sandbox",
+        tablename="sandboxes",
+        column_name="status",
+        db_column_name="status",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 255,
+            "default": "pending",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": Enum(
+                "SandboxStatus",
+                {
+                    "pending": "pending",
+                    "running": "running",
+                    "stopping": "stopping",
+                    "stopped": "stopped",
+                    "failed": "failed",
+                    "aborted": "aborted",
+                    "snapshotting": "snapshotting",
+                },
+            ),
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Sandbox",
+        tablename="sandboxes",
+        column_name="source_type",
+        db_column_name="source_type",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 255,
+            "default": "",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": Enum(
+                "SandboxSourceType",
+                {
+                    "git": "git",
+                    "tarball": "tarball",
+                    "snapshot": "snapshot",
+                    "empty": "empty",
+                },
+            ),
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Sandbox",
+        tablename="sandboxes",
+        column_name="source_ref",
+        db_column_name="source_ref",
+        column_class_name="Text",
+        column_class=Text,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Sandbox",
+        tablename="sandboxes",
+        column_name="source_snapshot_id",
+        db_column_name="source_snapshot_id",
+        column_class_name="UUID",
+        column_class=UUID,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Sandbox",
+        tablename="sandboxes",
+        column_name="provider",
+        db_column_name="provider",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 255,
+            "default": "",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Sandbox",
+        tablename="sandboxes",
+        column_name="external_id",
+        db_column_name="external_id",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 255,
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": True,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Sandbox",
+        tablename="sandboxes",
+        column_name="config",
+        db_column_name="config",
+        column_class_name="JSONB",
+        column_class=JSONB,
+        params={
+            "default": "{}",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Sandbox",
+        tablename="sandboxes",
+        column_name="error",
+        db_column_name="error",
+        column_class_name="Text",
+        column_class=Text,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Sandbox",
+        tablename="sandboxes",
+        column_name="created_at",
+        db_column_name="created_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": TimestamptzNow(),
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Sandbox",
+        tablename="sandboxes",
+        column_name="updated_at",
+        db_column_name="updated_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": TimestamptzNow(),
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Sandbox",
+        tablename="sandboxes",
+        column_name="started_at",
+        db_column_name="started_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Sandbox",
+        tablename="sandboxes",
+        column_name="stopped_at",
+        db_column_name="stopped_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="FeatureRun",
+        tablename="feature_runs",
+        column_name="id",
+        db_column_name="id",
+        column_class_name="UUID",
+        column_class=UUID,
+        params={
+            "default": UUID4(),
+            "null": False,
+            "primary_key": True,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="FeatureRun",
+        tablename="feature_runs",
+        column_name="title",
+        db_column_name="title",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 255,
+            "default": "",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="FeatureRun",
+        tablename="feature_runs",
+        column_name="request",
+        db_column_name="request",
+        column_class_name="Text",
+        column_class=Text,
+        params={
+            "default": "",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="FeatureRun",
+        tablename="feature_runs",
+        column_name="repo_url",
+        db_column_name="repo_url",
+        column_class_name="Text",
+        column_class=Text,
+        params={
+            "default": "",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="FeatureRun",
+        tablename="feature_runs",
+        column_name="base_branch",
+        db_column_name="base_branch",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 255,
+            "default": "main",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="FeatureRun",
+        tablename="feature_runs",
+        column_name="current_phase",
+        db_column_name="current_phase",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 255,
+            "default": "analysis",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": Enum(
+                "FeaturePhase",
+                {
+                    "analysis": "analysis",
+                    "approaches": "approaches",
+                    "judging": "judging",
+                    "implementation": "implementation",
+                    "pr": "pr",
+                    "completed": "completed",
+                    "failed": "failed",
+                },
+            ),
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="FeatureRun",
+        tablename="feature_runs",
+        column_name="sandbox_id",
+        db_column_name="sandbox_id",
+        column_class_name="ForeignKey",
+        column_class=ForeignKey,
+        params={
+            "references": Sandbox,
+            "on_delete": OnDelete.no_action,
+            "on_update": OnUpdate.cascade,
+            "target_column": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="FeatureRun",
+        tablename="feature_runs",
+        column_name="branch_name",
+        db_column_name="branch_name",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 255,
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="FeatureRun",
+        tablename="feature_runs",
+        column_name="pr_url",
+        db_column_name="pr_url",
+        column_class_name="Text",
+        column_class=Text,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="FeatureRun",
+        tablename="feature_runs",
+        column_name="error",
+        db_column_name="error",
+        column_class_name="Text",
+        column_class=Text,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="FeatureRun",
+        tablename="feature_runs",
+        column_name="created_at",
+        db_column_name="created_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": TimestamptzNow(),
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="FeatureRun",
+        tablename="feature_runs",
+        column_name="updated_at",
+        db_column_name="updated_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": TimestamptzNow(),
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="FeatureRun",
+        tablename="feature_runs",
+        column_name="completed_at",
+        db_column_name="completed_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="ToolCall",
+        tablename="tool_calls",
+        column_name="id",
+        db_column_name="id",
+        column_class_name="UUID",
+        column_class=UUID,
+        params={
+            "default": UUID4(),
+            "null": False,
+            "primary_key": True,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="ToolCall",
+        tablename="tool_calls",
+        column_name="step_id",
+        db_column_name="step_id",
+        column_class_name="ForeignKey",
+        column_class=ForeignKey,
+        params={
+            "references": AgentStep,
+            "on_delete": OnDelete.cascade,
+            "on_update": OnUpdate.cascade,
+            "target_column": None,
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="ToolCall",
+        tablename="tool_calls",
+        column_name="invocation_id",
+        db_column_name="invocation_id",
+        column_class_name="ForeignKey",
+        column_class=ForeignKey,
+        params={
+            "references": AgentInvocation,
+            "on_delete": OnDelete.cascade,
+            "on_update": OnUpdate.cascade,
+            "target_column": None,
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="ToolCall",
+        tablename="tool_calls",
+        column_name="tool_call_id",
+        db_column_name="tool_call_id",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 255,
+            "default": "",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="ToolCall",
+        tablename="tool_calls",
+        column_name="tool_name",
+        db_column_name="tool_name",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 255,
+            "default": "",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="ToolCall",
+        tablename="tool_calls",
+        column_name="input",
+        db_column_name="input",
+        column_class_name="JSONB",
+        column_class=JSONB,
+        params={
+            "default": "{}",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="ToolCall",
+        tablename="tool_calls",
+        column_name="output_type",
+        db_column_name="output_type",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 255,
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": Enum(
+                "ToolOutputType",
+                {
+                    "text": "text",
+                    "json": "json",
+                    "execution_denied": "execution-denied",
+                    "error_text": "error-text",
+                    "error_json": "error-json",
+                    "content": "content",
+                },
+            ),
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="ToolCall",
+        tablename="tool_calls",
+        column_name="output",
+        db_column_name="output",
+        column_class_name="JSONB",
+        column_class=JSONB,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="ToolCall",
+        tablename="tool_calls",
+        column_name="provider_executed",
+        db_column_name="provider_executed",
+        column_class_name="Boolean",
+        column_class=Boolean,
+        params={
+            "default": False,
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="ToolCall",
+        tablename="tool_calls",
+        column_name="started_at",
+        db_column_name="started_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": TimestamptzNow(),
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="ToolCall",
+        tablename="tool_calls",
+        column_name="finished_at",
+        db_column_name="finished_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="SandboxSnapshot",
+        tablename="sandbox_snapshots",
+        column_name="id",
+        db_column_name="id",
+        column_class_name="UUID",
+        column_class=UUID,
+        params={
+            "default": UUID4(),
+            "null": False,
+            "primary_key": True,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="SandboxSnapshot",
+        tablename="sandbox_snapshots",
+        column_name="sandbox_id",
+        db_column_name="sandbox_id",
+        column_class_name="ForeignKey",
+        column_class=ForeignKey,
+        params={
+            "references": Sandbox,
+            "on_delete": OnDelete.no_action,
+            "on_update": OnUpdate.cascade,
+            "target_column": None,
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="SandboxSnapshot",
+        tablename="sandbox_snapshots",
+        column_name="status",
+        db_column_name="status",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 255,
+            "default": "created",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": Enum(
+                "SnapshotStatus",
+                {"created": "created", "deleted": "deleted", "failed": "failed"},
+            ),
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="SandboxSnapshot",
+        tablename="sandbox_snapshots",
+        column_name="external_id",
+        db_column_name="external_id",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 255,
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="SandboxSnapshot",
+        tablename="sandbox_snapshots",
+        column_name="size_bytes",
+        db_column_name="size_bytes",
+        column_class_name="BigInt",
+        column_class=BigInt,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="SandboxSnapshot",
+        tablename="sandbox_snapshots",
+        column_name="metadata",
+        db_column_name="metadata",
+        column_class_name="JSONB",
+        column_class=JSONB,
+        params={
+            "default": "{}",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="SandboxSnapshot",
+        tablename="sandbox_snapshots",
+        column_name="created_at",
+        db_column_name="created_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": TimestamptzNow(),
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="SandboxSnapshot",
+        tablename="sandbox_snapshots",
+        column_name="deleted_at",
+        db_column_name="deleted_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_constraint(
+        table_class_name="PhaseResult",
+        tablename="phase_results",
+        constraint_name="phase_enum",
+        constraint_class=Check,
+        params={
+            "condition": "phase IN ('analysis', 'approaches', 'judging', 'implementation', 'pr', 'completed', 'failed')"
+        },
+        schema="agent",
+    )
+
+    manager.add_constraint(
+        table_class_name="PhaseResult",
+        tablename="phase_results",
+        constraint_name="phase_is_working",
+        constraint_class=Check,
+        params={"condition": "phase NOT IN ('completed', 'failed')"},
+        schema="agent",
+    )
+
+    manager.add_constraint(
+        table_class_name="PhaseResult",
+        tablename="phase_results",
+        constraint_name="status_enum",
+        constraint_class=Check,
+        params={"condition": "status IN ('running', 'passed', 'failed')"},
+        schema="agent",
+    )
+
+    manager.add_constraint(
+        table_class_name="PhaseResult",
+        tablename="phase_results",
+        constraint_name="attempt_min",
+        constraint_class=Check,
+        params={"condition": "attempt >= 1"},
+        schema="agent",
+    )
+
+    manager.add_constraint(
+        table_class_name="PhaseResult",
+        tablename="phase_results",
+        constraint_name="finished_when_not_running",
+        constraint_class=Check,
+        params={"condition": "(status = 'running') = (finished_at IS NULL)"},
+        schema="agent",
+    )
+
+    manager.add_constraint(
+        table_class_name="PhaseResult",
+        tablename="phase_results",
+        constraint_name="phase_results_run_phase_attempt_key",
+        constraint_class=Unique,
+        params={
+            "columns": ["run_id", "phase", "attempt"],
+            "nulls_distinct": True,
+        },
+        schema="agent",
+    )
+
     manager.add_constraint(
         table_class_name="AgentInvocation",
         tablename="agent_invocations",
@@ -3980,132 +4039,6 @@ async def forwards():
         constraint_class=Check,
         params={
             "condition": "parent_invocation_id IS NULL OR parent_invocation_id <> id"
-        },
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="ToolCall",
-        tablename="tool_calls",
-        constraint_name="output_type_enum",
-        constraint_class=Check,
-        params={
-            "condition": "output_type IN ('text', 'json', 'execution-denied', 'error-text', 'error-json', 'content')"
-        },
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="ToolCall",
-        tablename="tool_calls",
-        constraint_name="output_has_type",
-        constraint_class=Check,
-        params={"condition": "output IS NULL OR output_type IS NOT NULL"},
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="ToolCall",
-        tablename="tool_calls",
-        constraint_name="tool_calls_invocation_call_key",
-        constraint_class=Unique,
-        params={
-            "columns": ["invocation_id", "tool_call_id"],
-            "nulls_distinct": True,
-        },
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="Sandbox",
-        tablename="sandboxes",
-        constraint_name="status_enum",
-        constraint_class=Check,
-        params={
-            "condition": "status IN ('pending', 'running', 'stopping', 'stopped', 'failed', 'aborted', 'snapshotting')"
-        },
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="Sandbox",
-        tablename="sandboxes",
-        constraint_name="source_type_enum",
-        constraint_class=Check,
-        params={
-            "condition": "source_type IN ('git', 'tarball', 'snapshot', 'empty')"
-        },
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="Sandbox",
-        tablename="sandboxes",
-        constraint_name="snapshot_source",
-        constraint_class=Check,
-        params={
-            "condition": "(source_type = 'snapshot') = (source_snapshot_id IS NOT NULL)"
-        },
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="PhaseResult",
-        tablename="phase_results",
-        constraint_name="phase_enum",
-        constraint_class=Check,
-        params={
-            "condition": "phase IN ('analysis', 'approaches', 'judging', 'implementation', 'pr', 'completed', 'failed')"
-        },
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="PhaseResult",
-        tablename="phase_results",
-        constraint_name="phase_is_working",
-        constraint_class=Check,
-        params={
-            "condition": "phase IN ('analysis', 'approaches', 'judging', 'implementation', 'pr')"
-        },
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="PhaseResult",
-        tablename="phase_results",
-        constraint_name="status_enum",
-        constraint_class=Check,
-        params={"condition": "status IN ('running', 'passed', 'failed')"},
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="PhaseResult",
-        tablename="phase_results",
-        constraint_name="attempt_min",
-        constraint_class=Check,
-        params={"condition": "attempt >= 1"},
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="PhaseResult",
-        tablename="phase_results",
-        constraint_name="finished_when_not_running",
-        constraint_class=Check,
-        params={"condition": "(status = 'running') = (finished_at IS NULL)"},
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="PhaseResult",
-        tablename="phase_results",
-        constraint_name="phase_results_run_phase_attempt_key",
-        constraint_class=Unique,
-        params={
-            "columns": ["run_id", "phase", "attempt"],
-            "nulls_distinct": True,
         },
         schema="agent",
     )
@@ -4220,100 +4153,6 @@ async def forwards():
     )
 
     manager.add_constraint(
-        table_class_name="FeatureRun",
-        tablename="feature_runs",
-        constraint_name="current_phase_enum",
-        constraint_class=Check,
-        params={
-            "condition": "current_phase IN ('analysis', 'approaches', 'judging', 'implementation', 'pr', 'completed', 'failed')"
-        },
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="AgentStep",
-        tablename="agent_steps",
-        constraint_name="finish_reason_enum",
-        constraint_class=Check,
-        params={
-            "condition": "finish_reason IN ('stop', 'length', 'content-filter', 'tool-calls', 'error', 'other')"
-        },
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="AgentStep",
-        tablename="agent_steps",
-        constraint_name="step_number_min",
-        constraint_class=Check,
-        params={"condition": "step_number >= 0"},
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="AgentStep",
-        tablename="agent_steps",
-        constraint_name="usage_non_negative",
-        constraint_class=Check,
-        params={
-            "condition": "(input_tokens IS NULL OR input_tokens >= 0) AND (output_tokens IS NULL OR output_tokens >= 0) AND (cached_input_tokens IS NULL OR cached_input_tokens >= 0) AND (reasoning_tokens IS NULL OR reasoning_tokens >= 0) AND (cost_usd IS NULL OR cost_usd >= 0)"
-        },
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="AgentStep",
-        tablename="agent_steps",
-        constraint_name="agent_steps_invocation_step_key",
-        constraint_class=Unique,
-        params={
-            "columns": ["invocation_id", "step_number"],
-            "nulls_distinct": True,
-        },
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="Agent",
-        tablename="agents",
-        constraint_name="agent_type_enum",
-        constraint_class=Check,
-        params={
-            "condition": "agent_type IN ('orchestrator', 'explorer', 'coder', 'judge', 'meta_judge')"
-        },
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="Agent",
-        tablename="agents",
-        constraint_name="status_enum",
-        constraint_class=Check,
-        params={
-            "condition": "status IN ('pending', 'running', 'waiting', 'completed', 'failed', 'terminated')"
-        },
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="Agent",
-        tablename="agents",
-        constraint_name="parent_not_self",
-        constraint_class=Check,
-        params={"condition": "parent_id IS NULL OR parent_id <> id"},
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="Agent",
-        tablename="agents",
-        constraint_name="depth_limit",
-        constraint_class=Check,
-        params={"condition": "depth_level >= 0 AND depth_level <= 5"},
-        schema="agent",
-    )
-
-    manager.add_constraint(
         table_class_name="Message",
         tablename="messages",
         constraint_name="status_enum",
@@ -4365,6 +4204,134 @@ async def forwards():
     )
 
     manager.add_constraint(
+        table_class_name="Hierarchy",
+        tablename="hierarchies",
+        constraint_name="depth_min",
+        constraint_class=Check,
+        params={"condition": "depth >= 1"},
+        schema="agent",
+    )
+
+    manager.add_constraint(
+        table_class_name="Hierarchy",
+        tablename="hierarchies",
+        constraint_name="no_self_reference",
+        constraint_class=Check,
+        params={"condition": "parent_id <> child_id"},
+        schema="agent",
+    )
+
+    manager.add_constraint(
+        table_class_name="Hierarchy",
+        tablename="hierarchies",
+        constraint_name="hierarchies_parent_child_key",
+        constraint_class=Unique,
+        params={"columns": ["parent_id", "child_id"], "nulls_distinct": True},
+        schema="agent",
+    )
+
+    manager.add_constraint(
+        table_class_name="Agent",
+        tablename="agents",
+        constraint_name="agent_type_enum",
+        constraint_class=Check,
+        params={
+            "condition": "agent_type IN ('orchestrator', 'explorer', 'coder', 'judge', 'meta_judge')"
+        },
+        schema="agent",
+    )
+
+    manager.add_constraint(
+        table_class_name="Agent",
+        tablename="agents",
+        constraint_name="status_enum",
+        constraint_class=Check,
+        params={
+            "condition": "status IN ('pending', 'running', 'waiting', 'completed', 'failed', 'terminated')"
+        },
+        schema="agent",
+    )
+
+    manager.add_constraint(
+        table_class_name="Agent",
+        tablename="agents",
+        constraint_name="parent_not_self",
+        constraint_class=Check,
+        params={"condition": "parent_id IS NULL OR parent_id <> id"},
+        schema="agent",
+    )
+
+    manager.add_constraint(
+        table_class_name="Agent",
+        tablename="agents",
+        constraint_name="depth_limit",
+        constraint_class=Check,
+        params={"condition": "depth_level >= 0 AND depth_level <= 5"},
+        schema="agent",
+    )
+
+    manager.add_constraint(
+        table_class_name="AgentStep",
+        tablename="agent_steps",
+        constraint_name="finish_reason_enum",
+        constraint_class=Check,
+        params={
+            "condition": "finish_reason IN ('stop', 'length', 'content-filter', 'tool-calls', 'error', 'other')"
+        },
+        schema="agent",
+    )
+
+    manager.add_constraint(
+        table_class_name="AgentStep",
+        tablename="agent_steps",
+        constraint_name="step_number_min",
+        constraint_class=Check,
+        params={"condition": "step_number >= 0"},
+        schema="agent",
+    )
+
+    manager.add_constraint(
+        table_class_name="AgentStep",
+        tablename="agent_steps",
+        constraint_name="usage_non_negative",
+        constraint_class=Check,
+        params={
+            "condition": "(input_tokens IS NULL OR input_tokens >= 0) AND (output_tokens IS NULL OR output_tokens >= 0) AND (cached_input_tokens IS NULL OR cached_input_tokens >= 0) AND (reasoning_tokens IS NULL OR reasoning_tokens >= 0) AND (cost_usd IS NULL OR cost_usd >= 0)"
+        },
+        schema="agent",
+    )
+
+    manager.add_constraint(
+        table_class_name="AgentStep",
+        tablename="agent_steps",
+        constraint_name="agent_steps_invocation_step_key",
+        constraint_class=Unique,
+        params={
+            "columns": ["invocation_id", "step_number"],
+            "nulls_distinct": True,
+        },
+        schema="agent",
+    )
+
+    manager.add_constraint(
+        table_class_name="Workspace",
+        tablename="workspaces",
+        constraint_name="status_enum",
+        constraint_class=Check,
+        params={"condition": "status IN ('active', 'released')"},
+        schema="agent",
+    )
+
+    manager.add_constraint(
+        table_class_name="Workspace",
+        tablename="workspaces",
+        constraint_name="released_when_released",
+        constraint_class=Check,
+        params={"condition": "(status = 'released') = (released_at IS NOT NULL)"},
+        schema="agent",
+    )
+
+    manager.add_constraint(
         table_class_name="Checkpoint",
         tablename="checkpoints",
         constraint_name="sequence_min",
@@ -4403,29 +4370,78 @@ async def forwards():
     )
 
     manager.add_constraint(
-        table_class_name="Hierarchy",
-        tablename="hierarchies",
-        constraint_name="depth_min",
+        table_class_name="Sandbox",
+        tablename="sandboxes",
+        constraint_name="status_enum",
         constraint_class=Check,
-        params={"condition": "depth >= 1"},
+        params={
+            "condition": "status IN ('pending', 'running', 'stopping', 'stopped', 'failed', 'aborted', 'snapshotting')"
+        },
         schema="agent",
     )
 
     manager.add_constraint(
-        table_class_name="Hierarchy",
-        tablename="hierarchies",
-        constraint_name="no_self_reference",
+        table_class_name="Sandbox",
+        tablename="sandboxes",
+        constraint_name="source_type_enum",
         constraint_class=Check,
-        params={"condition": "parent_id <> child_id"},
+        params={
+            "condition": "source_type IN ('git', 'tarball', 'snapshot', 'empty')"
+        },
         schema="agent",
     )
 
     manager.add_constraint(
-        table_class_name="Hierarchy",
-        tablename="hierarchies",
-        constraint_name="hierarchies_parent_child_key",
+        table_class_name="Sandbox",
+        tablename="sandboxes",
+        constraint_name="snapshot_source",
+        constraint_class=Check,
+        params={
+            "condition": "(source_type = 'snapshot') = (source_snapshot_id IS NOT NULL)"
+        },
+        schema="agent",
+    )
+
+    manager.add_constraint(
+        table_class_name="FeatureRun",
+        tablename="feature_runs",
+        constraint_name="current_phase_enum",
+        constraint_class=Check,
+        params={
+            "condition": "current_phase IN ('analysis', 'approaches', 'judging', 'implementation', 'pr', 'completed', 'failed')"
+        },
+        schema="agent",
+    )
+
+    manager.add_constraint(
+        table_class_name="ToolCall",
+        tablename="tool_calls",
+        constraint_name="output_type_enum",
+        constraint_class=Check,
+        params={
+            "condition": "output_type IN ('text', 'json', 'execution-denied', 'error-text', 'error-json', 'content')"
+        },
+        schema="agent",
+    )
+
+    manager.add_constraint(
+        table_class_name="ToolCall",
+        tablename="tool_calls",
+        constraint_name="output_has_type",
+        constraint_class=Check,
+        params={"condition": "output IS NULL OR output_type IS NOT NULL"},
+        schema="agent",
+    )
+
+    manager.add_constraint(
+        table_class_name="ToolCall",
+        tablename="tool_calls",
+        constraint_name="tool_calls_invocation_call_key",
         constraint_class=Unique,
-        params={"columns": ["parent_id", "child_id"], "nulls_distinct": True},
+        params={
+            "columns": ["invocation_id", "tool_call_id"],
+            "nulls_distinct": True,
+        },
         schema="agent",
     )
 
@@ -4444,24 +4460,6 @@ async def forwards():
         constraint_name="size_bytes_non_negative",
         constraint_class=Check,
         params={"condition": "(size_bytes IS NULL OR size_bytes >= 0)"},
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="Workspace",
-        tablename="workspaces",
-        constraint_name="status_enum",
-        constraint_class=Check,
-        params={"condition": "status IN ('active', 'released')"},
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="Workspace",
-        tablename="workspaces",
-        constraint_name="released_when_released",
-        constraint_class=Check,
-        params={"condition": "(status = 'released') = (released_at IS NOT NULL)"},
         schema="agent",
     )
 
