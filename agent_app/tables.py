@@ -405,7 +405,7 @@ class MemoryRecord(Table, tablename="memory_records", schema=SCHEMA):
 
     phase_enum = enum_check("phase", FeaturePhase)
     kind_enum = enum_check("kind", MemoryKind)
-    content_not_empty = Check("length(btrim(content)) > 0")
+    content_not_empty = Check("content ~ '[^[:space:]]'")
 
     _indexes = (
         Index("memory_records_run_phase_idx", ("run_id", "phase"), why="a run's memory by phase"),
@@ -437,7 +437,7 @@ class CtaEvent(Table, tablename="cta_events", schema=SCHEMA):
 
     phase_enum = enum_check("phase", FeaturePhase)
     kind_enum = enum_check("kind", CtaKind)
-    prompt_not_empty = Check("length(btrim(prompt)) > 0")
+    prompt_not_empty = Check("prompt ~ '[^[:space:]]'")
     choice_has_options = Check(
         f"kind <> {sql_list(['choice'])} OR (options IS NOT NULL "
         "AND jsonb_typeof(options) = 'array' AND jsonb_array_length(options) > 0)"

@@ -38,7 +38,10 @@ async def agent(
 
 
 async def budget(
-    conn: asyncpg.Connection, agent_id: uuid.UUID, allocated: Decimal | int, resource: str = "tokens"
+    conn: asyncpg.Connection,
+    agent_id: uuid.UUID,
+    allocated: Decimal | int,
+    resource: str = "tokens",
 ) -> uuid.UUID:
     return await conn.fetchval(
         "INSERT INTO agent.budgets (agent_id, resource, allocated) VALUES ($1, $2, $3) RETURNING id",

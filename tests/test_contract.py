@@ -132,9 +132,8 @@ ENUM_COLUMNS: dict[tuple[str, str], str] = {
 
 
 def _short(pg_type: str) -> str:
-    return (
-        pg_type.replace("character varying(255)", "varchar")
-        .replace("timestamp with time zone", "timestamptz")
+    return pg_type.replace("character varying(255)", "varchar").replace(
+        "timestamp with time zone", "timestamptz"
     )
 
 
@@ -154,7 +153,9 @@ async def _columns(conn: asyncpg.Connection) -> dict[str, dict[str, str]]:
     return out
 
 
-async def test_every_contract_table_and_column_exists_with_its_type(conn: asyncpg.Connection) -> None:
+async def test_every_contract_table_and_column_exists_with_its_type(
+    conn: asyncpg.Connection,
+) -> None:
     assert await _columns(conn) == CONTRACT
 
 
@@ -212,9 +213,7 @@ async def test_messages_id_is_a_bigint_identity(conn: asyncpg.Connection) -> Non
 
 async def test_required_indexes_exist(conn: asyncpg.Connection) -> None:
     """The contract's required indexes, by their leading columns."""
-    rows = await conn.fetch(
-        "SELECT tablename, indexdef FROM pg_indexes WHERE schemaname = 'agent'"
-    )
+    rows = await conn.fetch("SELECT tablename, indexdef FROM pg_indexes WHERE schemaname = 'agent'")
     defs = [(r["tablename"], r["indexdef"]) for r in rows]
 
     def has(table: str, cols: str, where: str | None = None) -> bool:

@@ -155,7 +155,9 @@ def _now() -> Any:
     return datetime.datetime.now(datetime.UTC)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     target=st.sampled_from(ENUM_COLUMNS),
     value=st.text(alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00")),

@@ -8,7 +8,7 @@ so a failure leaves the database as it was.
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
 from piccolo.engine import engine_finder
 
-ID = "2026-11-22T05:22:04:529849"
+ID = "2026-11-22T05:23:17:319548"
 VERSION = "1.38.0"
 DESCRIPTION = 'Indexes, foreign keys, triggers, the messages identity and table comments that Piccolo cannot declare'
 
