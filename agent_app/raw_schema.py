@@ -270,9 +270,16 @@ END
         "trigger",
         f"""
 BEGIN
-    -- A live agent deleted outright gives its budgets back like a finished one.
-    IF OLD.status NOT IN ({TERMINAL}) THEN
-        PERFORM {SCHEMA}.return_budgets(OLD.id, OLD.parent_id);
+    -- A live agent deleted outright hands its budgets back like a finished one. Its own
+    -- reservation is not released: when a whole run is deleted, its children may still
+    -- be handing their allocations back into it within the same statement. A parent
+    -- already deleted by this statement (visible here as gone) needs nothing back.
+    IF OLD.status NOT IN ({TERMINAL}) AND OLD.parent_id IS NOT NULL
+       AND EXISTS (SELECT 1 FROM {SCHEMA}.agents WHERE id = OLD.parent_id) THEN
+        UPDATE {SCHEMA}.budgets p
+           SET reserved = p.reserved - c.allocated, used = p.used + c.used
+          FROM {SCHEMA}.budgets c
+         WHERE c.agent_id = OLD.id AND p.agent_id = OLD.parent_id AND p.resource = c.resource;
     END IF;
     RETURN OLD;
 END

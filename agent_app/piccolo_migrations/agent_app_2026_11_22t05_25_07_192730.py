@@ -8,7 +8,7 @@ so a failure leaves the database as it was.
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
 from piccolo.engine import engine_finder
 
-ID = "2026-11-22T05:23:17:319548"
+ID = "2026-11-22T05:25:07:192730"
 VERSION = "1.38.0"
 DESCRIPTION = 'Indexes, foreign keys, triggers, the messages identity and table comments that Piccolo cannot declare'
 
@@ -193,9 +193,16 @@ FORWARDS = ['ALTER TABLE agent.messages ALTER COLUMN id DROP DEFAULT;',
  'CREATE OR REPLACE FUNCTION agent.agents_before_delete() RETURNS trigger LANGUAGE plpgsql AS '
  '$fn$\n'
  'BEGIN\n'
- '    -- A live agent deleted outright gives its budgets back like a finished one.\n'
- "    IF OLD.status NOT IN ('completed', 'failed', 'terminated') THEN\n"
- '        PERFORM agent.return_budgets(OLD.id, OLD.parent_id);\n'
+ '    -- A live agent deleted outright hands its budgets back like a finished one. Its own\n'
+ '    -- reservation is not released: when a whole run is deleted, its children may still\n'
+ '    -- be handing their allocations back into it within the same statement. A parent\n'
+ '    -- already deleted by this statement (visible here as gone) needs nothing back.\n'
+ "    IF OLD.status NOT IN ('completed', 'failed', 'terminated') AND OLD.parent_id IS NOT NULL\n"
+ '       AND EXISTS (SELECT 1 FROM agent.agents WHERE id = OLD.parent_id) THEN\n'
+ '        UPDATE agent.budgets p\n'
+ '           SET reserved = p.reserved - c.allocated, used = p.used + c.used\n'
+ '          FROM agent.budgets c\n'
+ '         WHERE c.agent_id = OLD.id AND p.agent_id = OLD.parent_id AND p.resource = c.resource;\n'
  '    END IF;\n'
  '    RETURN OLD;\n'
  'END\n'
