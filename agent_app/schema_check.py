@@ -163,7 +163,10 @@ class _Catalog:
                  FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid
                  JOIN pg_namespace n ON n.oid = c.relnamespace
                  LEFT JOIN pg_class f ON f.oid = k.confrelid
-                WHERE n.nspname = $1""",
+                WHERE n.nspname = $1
+                  -- PostgreSQL 18 lists NOT NULL as constraints; nullability is compared
+                  -- through the columns instead.
+                  AND k.contype <> 'n'""",
             SCHEMA,
         ):
             self.constraints[(r["relname"], r["conname"])] = (

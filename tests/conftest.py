@@ -16,6 +16,8 @@ import asyncio
 import os
 import secrets
 import shutil
+import subprocess
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -144,3 +146,39 @@ def sync_db(database_url: str) -> Iterator[SyncDB]:
     db = SyncDB(database_url)
     yield db
     db.close()
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def piccolo(url: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run the ``piccolo`` CLI as a user would, against the database at ``url``."""
+    env = {**os.environ, "DATABASE_URL": url}
+    result = subprocess.run(
+        [sys.executable, "-m", "piccolo.main", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"piccolo {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture
+async def scratch_url(database_url: str) -> AsyncIterator[str]:
+    """An empty database of its own on the test server, dropped afterwards."""
+    name = f"scratch_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(database_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    yield _with_database(database_url, name)
+    admin = await asyncpg.connect(database_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
