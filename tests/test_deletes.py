@@ -70,8 +70,7 @@ async def _full_run(conn: asyncpg.Connection, sandbox: uuid.UUID) -> uuid.UUID:
 
 async def _counts(conn: asyncpg.Connection) -> dict[str, int]:
     names = [
-        r[0]
-        for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'agent'")
+        r[0] for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'agent'")
     ]
     return {n: await conn.fetchval(f"SELECT count(*) FROM agent.{n}") for n in names}
 
@@ -124,16 +123,18 @@ async def test_deleting_a_sandbox_in_use_is_refused(conn: asyncpg.Connection) ->
     await conn.execute(delete, unused)
 
 
-async def test_deleting_an_agent_with_children_or_history_is_refused(conn: asyncpg.Connection) -> None:
+async def test_deleting_an_agent_with_children_or_history_is_refused(
+    conn: asyncpg.Connection,
+) -> None:
     parent = await factories.agent(conn)
     child = await factories.agent(conn, parent_id=parent)
     delete = "DELETE FROM agent.agents WHERE id = $1"
     await refused(conn, "agents_parent_id_fkey", delete, parent)
-    await conn.execute(
-        "INSERT INTO agent.messages (recipient_id, kind) VALUES ($1, 'k')", child
-    )
+    await conn.execute("INSERT INTO agent.messages (recipient_id, kind) VALUES ($1, 'k')", child)
     await refused(conn, "messages_recipient_id_fkey", delete, child)
     lonely = await factories.agent(conn)
     await factories.budget(conn, lonely, 5)
     await conn.execute(delete, lonely)  # its budget goes with it
-    assert await conn.fetchval("SELECT count(*) FROM agent.budgets WHERE agent_id = $1", lonely) == 0
+    assert (
+        await conn.fetchval("SELECT count(*) FROM agent.budgets WHERE agent_id = $1", lonely) == 0
+    )

@@ -105,7 +105,9 @@ async def test_catalog_is_untouched_by_the_check(conn: asyncpg.Connection) -> No
     assert await conn.fetchval("SELECT count(*) FROM pg_class") == before
 
 
-async def test_a_model_change_without_a_migration_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_model_change_without_a_migration_is_reported(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from agent_app.piccolo_app import APP_CONFIG
 
     members = {c._meta.name: c.copy() for c in Sandbox._meta.columns}

@@ -35,7 +35,9 @@ async def test_updated_at_is_set_by_the_database_on_raw_update(
     row = await conn.fetchval(f"INSERT INTO agent.{table} {insert} RETURNING id", OLD)
     assert await conn.fetchval(f"SELECT updated_at FROM agent.{table} WHERE id = $1", row) == OLD
     # Even an UPDATE that tries to set updated_at itself gets the database's time.
-    await conn.execute(f"UPDATE agent.{table} SET {change}, updated_at = $2 WHERE id = $1", row, OLD)
+    await conn.execute(
+        f"UPDATE agent.{table} SET {change}, updated_at = $2 WHERE id = $1", row, OLD
+    )
     updated = await conn.fetchval(f"SELECT updated_at FROM agent.{table} WHERE id = $1", row)
     assert updated == await conn.fetchval("SELECT now()")
 
@@ -80,7 +82,11 @@ async def test_depth_level_is_derived_from_the_parent(conn: asyncpg.Connection) 
         "VALUES ($1, 'explorer', 'c', 4) RETURNING id",
         root,
     )
-    depths = dict(await conn.fetch("SELECT id, depth_level FROM agent.agents WHERE id IN ($1, $2)", root, child))
+    depths = dict(
+        await conn.fetch(
+            "SELECT id, depth_level FROM agent.agents WHERE id IN ($1, $2)", root, child
+        )
+    )
     assert depths == {root: 0, child: 1}
     await refused(
         conn, "depth_level_derived", "UPDATE agent.agents SET depth_level = 3 WHERE id = $1", child
@@ -94,7 +100,10 @@ async def test_depth_limit_refuses_one_level_too_deep(conn: asyncpg.Connection) 
     parent = await factories.agent(conn, agent_type="orchestrator")
     for _ in range(MAX_AGENT_DEPTH):
         parent = await factories.agent(conn, parent_id=parent)
-    assert await conn.fetchval("SELECT depth_level FROM agent.agents WHERE id = $1", parent) == MAX_AGENT_DEPTH
+    assert (
+        await conn.fetchval("SELECT depth_level FROM agent.agents WHERE id = $1", parent)
+        == MAX_AGENT_DEPTH
+    )
     message = await refused(
         conn,
         "depth_limit",
@@ -134,8 +143,14 @@ async def test_closure_rows_for_a_chain(conn: asyncpg.Connection) -> None:
     )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(parents=st.lists(st.one_of(st.none(), st.integers(min_value=0, max_value=40)), min_size=1, max_size=25))
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    parents=st.lists(
+        st.one_of(st.none(), st.integers(min_value=0, max_value=40)), min_size=1, max_size=25
+    )
+)
 def test_any_tree_keeps_depth_and_closure_exact(sync_db: SyncDB, parents: list[int | None]) -> None:
     """For any sequence of inserts, depth_level and the closure equal what the tree implies,
     and an insert past the depth limit is refused without changing anything."""
@@ -177,7 +192,9 @@ def test_any_tree_keeps_depth_and_closure_exact(sync_db: SyncDB, parents: list[i
                 ids,
             )
             assert {(r[0], r[1], r[2]) for r in rows} == expected_closure
-            depths = await conn.fetch("SELECT id, depth_level FROM agent.agents WHERE id = ANY($1)", ids)
+            depths = await conn.fetch(
+                "SELECT id, depth_level FROM agent.agents WHERE id = ANY($1)", ids
+            )
             assert dict(depths) == expected_depth
         finally:
             await tx.rollback()
@@ -185,7 +202,9 @@ def test_any_tree_keeps_depth_and_closure_exact(sync_db: SyncDB, parents: list[i
     sync_db.run(scenario)
 
 
-async def test_allocation_reserves_from_parent_and_refusal_changes_nothing(conn: asyncpg.Connection) -> None:
+async def test_allocation_reserves_from_parent_and_refusal_changes_nothing(
+    conn: asyncpg.Connection,
+) -> None:
     parent = await factories.agent(conn, agent_type="orchestrator")
     await factories.budget(conn, parent, 1000)
     await conn.execute("UPDATE agent.budgets SET used = 100 WHERE agent_id = $1", parent)
@@ -219,7 +238,9 @@ async def test_allocation_changes_move_the_parent_reservation(conn: asyncpg.Conn
     assert await factories.budget_row(conn, parent, "cost_usd") == (100, 0, 5)
 
 
-async def test_a_child_without_a_parent_budget_is_not_limited_by_it(conn: asyncpg.Connection) -> None:
+async def test_a_child_without_a_parent_budget_is_not_limited_by_it(
+    conn: asyncpg.Connection,
+) -> None:
     parent = await factories.agent(conn)
     await factories.budget(conn, parent, 10, "tokens")
     child = await factories.agent(conn, parent_id=parent)
@@ -250,10 +271,16 @@ async def test_reclaim_returns_exact_amounts_and_closes_the_child(conn: asyncpg.
         Decimal("1.234567"),
         Decimal("0"),
     )
-    assert await conn.fetchval("SELECT finished_at IS NOT NULL FROM agent.agents WHERE id = $1", child)
+    assert await conn.fetchval(
+        "SELECT finished_at IS NOT NULL FROM agent.agents WHERE id = $1", child
+    )
     # A finished agent is final, and so are its budgets.
-    await refused(conn, "terminal_final", "UPDATE agent.agents SET status = 'running' WHERE id = $1", child)
-    await refused(conn, "terminal_final", "UPDATE agent.agents SET status = 'failed' WHERE id = $1", child)
+    await refused(
+        conn, "terminal_final", "UPDATE agent.agents SET status = 'running' WHERE id = $1", child
+    )
+    await refused(
+        conn, "terminal_final", "UPDATE agent.agents SET status = 'failed' WHERE id = $1", child
+    )
     await refused(
         conn, "budget_closed", "UPDATE agent.budgets SET used = used + 1 WHERE agent_id = $1", child
     )
@@ -284,7 +311,9 @@ async def test_a_parent_cannot_finish_before_its_children(conn: asyncpg.Connecti
     await conn.execute("UPDATE agent.agents SET status = 'completed' WHERE id = $1", parent)
 
 
-async def test_deleting_a_live_childs_budget_or_the_child_gives_it_back(conn: asyncpg.Connection) -> None:
+async def test_deleting_a_live_childs_budget_or_the_child_gives_it_back(
+    conn: asyncpg.Connection,
+) -> None:
     parent = await factories.agent(conn)
     await factories.budget(conn, parent, 100)
     a = await factories.agent(conn, parent_id=parent)
@@ -302,7 +331,9 @@ async def test_deleting_a_live_childs_budget_or_the_child_gives_it_back(conn: as
 RESOURCE_AMOUNTS = st.decimals(min_value=0, max_value=10_000, places=4, allow_nan=False)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     allocated=RESOURCE_AMOUNTS,
     children=st.lists(st.tuples(RESOURCE_AMOUNTS, st.floats(min_value=0, max_value=1)), max_size=8),
@@ -339,7 +370,9 @@ def test_budget_books_balance_for_any_allocations_and_reclaims(
                     await factories.budget(conn, child, amount)
                     used = (amount * Decimal(str(use_fraction))).quantize(Decimal("0.0001"))
                     used = min(used, amount)
-                    await conn.execute("UPDATE agent.budgets SET used = $2 WHERE agent_id = $1", child, used)
+                    await conn.execute(
+                        "UPDATE agent.budgets SET used = $2 WHERE agent_id = $1", child, used
+                    )
                     free -= amount
                     spent += used
                     accepted.append(child)
@@ -347,7 +380,9 @@ def test_budget_books_balance_for_any_allocations_and_reclaims(
                 assert a == allocated and u == 0 and r == allocated - free
             finish_order.shuffle(accepted)  # type: ignore[attr-defined]
             for child in accepted:
-                await conn.execute("UPDATE agent.agents SET status = 'completed' WHERE id = $1", child)
+                await conn.execute(
+                    "UPDATE agent.agents SET status = 'completed' WHERE id = $1", child
+                )
             assert await factories.budget_row(conn, parent) == (allocated, spent, 0)
         finally:
             await tx.rollback()
