@@ -27,7 +27,10 @@ url = start_embedded(Path(sys.argv[1]))
 
 async def main():
     conn = await asyncpg.connect(url)
-    await conn.execute("CREATE TABLE IF NOT EXISTS seen (who text)")
+    # Concurrent CREATE TABLE IF NOT EXISTS can collide; serialise the clients' set-up.
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(42)")
+        await conn.execute("CREATE TABLE IF NOT EXISTS seen (who text)")
     await conn.execute("INSERT INTO seen VALUES ($1)", sys.argv[3])
     n = await conn.fetchval("SELECT count(*) FROM seen")
     await conn.close()
