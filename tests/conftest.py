@@ -39,6 +39,15 @@ def _with_database(url: str, database: str) -> str:
     return urlunsplit(parts._replace(path=f"/{database}"))
 
 
+async def _admin(url: str, sql: str) -> None:
+    """Run one statement (CREATE/DROP DATABASE) on its own connection."""
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     global _TEST_DB, _TMP
     if os.environ.get("AGENT_APP_TEST_CONFIGURED"):
@@ -46,15 +55,7 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["AGENT_APP_TEST_CONFIGURED"] = "1"
     if _SERVER_URL:
         _TEST_DB = f"agent_app_test_{secrets.token_hex(4)}"
-
-        async def create() -> None:
-            conn = await asyncpg.connect(_SERVER_URL)
-            try:
-                await conn.execute(f'CREATE DATABASE "{_TEST_DB}"')
-            finally:
-                await conn.close()
-
-        asyncio.run(create())
+        asyncio.run(_admin(_SERVER_URL, f'CREATE DATABASE "{_TEST_DB}"'))
         os.environ["DATABASE_URL"] = _with_database(_SERVER_URL, _TEST_DB)
     else:
         from agent_app.database import start_embedded
@@ -66,15 +67,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     if _SERVER_URL and _TEST_DB:
-
-        async def drop() -> None:
-            conn = await asyncpg.connect(_SERVER_URL)
-            try:
-                await conn.execute(f'DROP DATABASE IF EXISTS "{_TEST_DB}" WITH (FORCE)')
-            finally:
-                await conn.close()
-
-        asyncio.run(drop())
+        asyncio.run(_admin(_SERVER_URL, f'DROP DATABASE IF EXISTS "{_TEST_DB}" WITH (FORCE)'))
     if _TMP:
         # The embedded server deletes its own data folder at exit; this is the parent.
         shutil.rmtree(_TMP, ignore_errors=True)
@@ -171,14 +164,6 @@ def piccolo(url: str, *args: str, check: bool = True) -> subprocess.CompletedPro
 async def scratch_url(database_url: str) -> AsyncIterator[str]:
     """An empty database of its own on the test server, dropped afterwards."""
     name = f"scratch_{secrets.token_hex(4)}"
-    admin = await asyncpg.connect(database_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
+    await _admin(database_url, f'CREATE DATABASE "{name}"')
     yield _with_database(database_url, name)
-    admin = await asyncpg.connect(database_url)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    await _admin(database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
