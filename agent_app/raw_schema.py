@@ -48,12 +48,15 @@ class Trigger:
     timing: str  # e.g. "BEFORE UPDATE", "AFTER UPDATE OF status"
     function: str
     when: str | None = None
+    for_each: str = "ROW"
+    referencing: str | None = None  # e.g. "NEW TABLE AS new_rows" (statement triggers)
 
     def create_sql(self) -> str:
         when = f" WHEN ({self.when})" if self.when else ""
+        referencing = f" REFERENCING {self.referencing}" if self.referencing else ""
         return (
-            f"CREATE TRIGGER {self.name} {self.timing} ON {SCHEMA}.{self.table} "
-            f"FOR EACH ROW{when} EXECUTE FUNCTION {SCHEMA}.{self.function}();"
+            f"CREATE TRIGGER {self.name} {self.timing} ON {SCHEMA}.{self.table}{referencing} "
+            f"FOR EACH {self.for_each}{when} EXECUTE FUNCTION {SCHEMA}.{self.function}();"
         )
 
     def drop_sql(self) -> str:
@@ -427,6 +430,24 @@ END
 )
 
 
+FUNCTIONS += (
+    Function(
+        "messages_notify",
+        "",
+        "trigger",
+        f"""
+BEGIN
+    -- One notification per recipient per statement, so a consumer wakes at once;
+    -- delayed messages are found by polling when their time comes.
+    PERFORM pg_notify('agent_messages', r.recipient_id::text)
+       FROM (SELECT DISTINCT recipient_id FROM new_rows
+              WHERE status = 'pending' AND available_at <= now()) AS r;
+    RETURN NULL;
+END
+""",
+    ),
+)
+
 _UPDATED_AT_TABLES = ("sandboxes", "feature_runs", "agents", "budgets", "workspaces")
 
 TRIGGERS: tuple[Trigger, ...] = (
@@ -448,6 +469,14 @@ TRIGGERS: tuple[Trigger, ...] = (
     Trigger("budgets_guard", "budgets", "BEFORE INSERT OR UPDATE", "budgets_guard"),
     Trigger("budgets_before_delete", "budgets", "BEFORE DELETE", "budgets_before_delete"),
     Trigger("checkpoints_guard", "checkpoints", "BEFORE INSERT OR UPDATE", "checkpoints_guard"),
+    Trigger(
+        "messages_notify",
+        "messages",
+        "AFTER INSERT",
+        "messages_notify",
+        for_each="STATEMENT",
+        referencing="NEW TABLE AS new_rows",
+    ),
 )
 
 CONSTRAINTS: tuple[Constraint, ...] = (

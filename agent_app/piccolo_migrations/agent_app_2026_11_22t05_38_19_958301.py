@@ -8,7 +8,7 @@ so a failure leaves the database as it was.
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
 from piccolo.engine import engine_finder
 
-ID = "2026-11-22T05:25:07:192730"
+ID = "2026-11-22T05:38:19:958301"
 VERSION = "1.38.0"
 DESCRIPTION = 'Indexes, foreign keys, triggers, the messages identity and table comments that Piccolo cannot declare'
 
@@ -299,6 +299,16 @@ FORWARDS = ['ALTER TABLE agent.messages ALTER COLUMN id DROP DEFAULT;',
  '    RETURN NEW;\n'
  'END\n'
  '$fn$;',
+ 'CREATE OR REPLACE FUNCTION agent.messages_notify() RETURNS trigger LANGUAGE plpgsql AS $fn$\n'
+ 'BEGIN\n'
+ '    -- One notification per recipient per statement, so a consumer wakes at once;\n'
+ '    -- delayed messages are found by polling when their time comes.\n'
+ "    PERFORM pg_notify('agent_messages', r.recipient_id::text)\n"
+ '       FROM (SELECT DISTINCT recipient_id FROM new_rows\n'
+ "              WHERE status = 'pending' AND available_at <= now()) AS r;\n"
+ '    RETURN NULL;\n'
+ 'END\n'
+ '$fn$;',
  'CREATE TRIGGER sandboxes_set_updated_at BEFORE UPDATE ON agent.sandboxes FOR EACH ROW EXECUTE '
  'FUNCTION agent.set_updated_at();',
  'CREATE TRIGGER feature_runs_set_updated_at BEFORE UPDATE ON agent.feature_runs FOR EACH ROW '
@@ -326,6 +336,8 @@ FORWARDS = ['ALTER TABLE agent.messages ALTER COLUMN id DROP DEFAULT;',
  'FUNCTION agent.budgets_before_delete();',
  'CREATE TRIGGER checkpoints_guard BEFORE INSERT OR UPDATE ON agent.checkpoints FOR EACH ROW '
  'EXECUTE FUNCTION agent.checkpoints_guard();',
+ 'CREATE TRIGGER messages_notify AFTER INSERT ON agent.messages REFERENCING NEW TABLE AS new_rows '
+ 'FOR EACH STATEMENT EXECUTE FUNCTION agent.messages_notify();',
  "COMMENT ON TABLE agent.sandboxes IS 'An isolated environment (container or VM) in which agents "
  'work on a repository. Its status moves through the sandbox lifecycle; it is built from a git '
  "ref, a tarball, a snapshot of another sandbox, or nothing.';",
@@ -365,7 +377,8 @@ FORWARDS = ['ALTER TABLE agent.messages ALTER COLUMN id DROP DEFAULT;',
  'descendant) pair with their distance, written only by a trigger on agents, so a whole subtree or '
  "ancestry is one indexed lookup.';"]
 
-BACKWARDS = ['DROP TRIGGER IF EXISTS checkpoints_guard ON agent.checkpoints;',
+BACKWARDS = ['DROP TRIGGER IF EXISTS messages_notify ON agent.messages;',
+ 'DROP TRIGGER IF EXISTS checkpoints_guard ON agent.checkpoints;',
  'DROP TRIGGER IF EXISTS budgets_before_delete ON agent.budgets;',
  'DROP TRIGGER IF EXISTS budgets_guard ON agent.budgets;',
  'DROP TRIGGER IF EXISTS hierarchies_guard ON agent.hierarchies;',
@@ -378,6 +391,7 @@ BACKWARDS = ['DROP TRIGGER IF EXISTS checkpoints_guard ON agent.checkpoints;',
  'DROP TRIGGER IF EXISTS agents_set_updated_at ON agent.agents;',
  'DROP TRIGGER IF EXISTS feature_runs_set_updated_at ON agent.feature_runs;',
  'DROP TRIGGER IF EXISTS sandboxes_set_updated_at ON agent.sandboxes;',
+ 'DROP FUNCTION IF EXISTS agent.messages_notify();',
  'DROP FUNCTION IF EXISTS agent.checkpoints_guard();',
  'DROP FUNCTION IF EXISTS agent.budgets_before_delete();',
  'DROP FUNCTION IF EXISTS agent.budgets_guard();',

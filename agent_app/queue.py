@@ -1,0 +1,569 @@
+"""The message queue between agents: priority FIFO, leases, retries, dead letters.
+
+What a worker may rely on:
+
+* **Order.** For each recipient, messages are claimed highest ``priority`` first
+  (9 … 0) and, within a priority, in the order they were sent (``id``). A message
+  is claimable once its ``available_at`` has passed (``delay`` and retry backoff).
+* **Exactly one holder.** :func:`claim` is one statement (``FOR UPDATE SKIP LOCKED``):
+  concurrent workers never receive the same message under the same lease, and never
+  wait on each other's locks.
+* **Leases, no janitor.** A claim holds a lease until ``lease_expires_at``. A claim
+  whose lease expired goes back to pending (its attempt counted; ``dead`` after
+  ``max_attempts``) on the next :func:`claim` for its recipient by any worker, which
+  also notifies, so it is claimed again straight away.
+  :func:`extend_lease` is the heartbeat.
+* **Acks are checked.** :func:`ack`, :func:`fail`, :func:`extend_lease` and
+  :func:`release` act only while the caller still holds the lease (same worker,
+  same attempt); otherwise they raise :class:`~agent_app.errors.LeaseLost` and
+  change nothing.
+* **Retries.** :func:`fail` puts the message back with exponential backoff
+  (``RETRY_BASE * 2 ** (attempts - 1)``, capped at ``RETRY_MAX``) until
+  ``max_attempts``, then ``dead``. :func:`redrive` brings dead messages back.
+* **Wake-ups.** Every insert of available messages notifies channel
+  ``agent_messages`` with the recipient id (a database trigger, so raw SQL
+  inserts wake consumers too). :class:`Consumer` listens, and polls as a fallback
+  when notifications are lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+
+from agent_app import db
+from agent_app.errors import LeaseLost, RuleViolation, translate
+from agent_app.tables import MAX_MESSAGE_PRIORITY
+
+CHANNEL = "agent_messages"
+DEFAULT_LEASE = dt.timedelta(seconds=30)
+RETRY_BASE = dt.timedelta(seconds=1)
+RETRY_MAX = dt.timedelta(hours=1)
+
+
+def default_worker_id() -> str:
+    """``host:pid:random`` - unique per process, readable in the admin."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A message to send with :func:`send_many`."""
+
+    recipient_id: uuid.UUID
+    kind: str
+    payload: Any = None
+    priority: int = 0
+    sender_id: uuid.UUID | None = None
+    run_id: uuid.UUID | None = None
+    delay: dt.timedelta = dt.timedelta(0)
+    max_attempts: int = 5
+
+
+@dataclass(frozen=True)
+class Message:
+    """A claimed message. ``attempts`` counts this claim; together with ``claimed_by``
+    it identifies the lease that :func:`ack` and friends check."""
+
+    id: int
+    recipient_id: uuid.UUID
+    sender_id: uuid.UUID | None
+    run_id: uuid.UUID | None
+    kind: str
+    payload: Any
+    priority: int
+    attempts: int
+    max_attempts: int
+    claimed_by: str
+    lease_expires_at: dt.datetime
+    created_at: dt.datetime
+    last_error: str | None = field(default=None, compare=False)
+
+
+# --------------------------------------------------------------------------- #
+# SQL - each statement is the whole operation, so each operation is atomic.
+# --------------------------------------------------------------------------- #
+
+# send_many: one INSERT for the whole batch; ids come back in input order.
+SEND_MANY = """
+INSERT INTO agent.messages
+       (recipient_id, kind, payload, priority, sender_id, run_id, available_at, max_attempts)
+SELECT r, k, p::jsonb, pr, s, ru, now() + d, ma
+  FROM unnest($1::uuid[], $2::varchar[], $3::text[], $4::smallint[], $5::uuid[], $6::uuid[],
+              $7::interval[], $8::int[]) WITH ORDINALITY
+       AS t(r, k, p, pr, s, ru, d, ma, n)
+ ORDER BY n
+RETURNING id
+"""
+
+# claim: requeue this worker's recipients' expired claims (dead after the last attempt,
+# with a NOTIFY so idle consumers claim them at once), then take the best available
+# messages in priority-FIFO order. LockRows sits under the LIMIT, so the statement locks
+# exactly the rows it claims: no better message is held back from a concurrent claimer.
+# The recipient test is filled in per call: "= $1" (an ordered scan of the partial claim
+# index) for one recipient, "= ANY($1)" (a sort of their pending rows) for several.
+_CLAIM = """
+WITH requeued AS (
+    UPDATE agent.messages
+       SET status = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'pending' END,
+           finished_at = CASE WHEN attempts >= max_attempts THEN now() END,
+           last_error = CASE WHEN attempts >= max_attempts
+                             THEN 'lease expired on the last attempt (held by ' || claimed_by || ')'
+                             ELSE 'lease expired (held by ' || claimed_by || ')' END,
+           lease_expires_at = NULL, claimed_by = NULL, claimed_at = NULL, available_at = now()
+     WHERE id IN (SELECT id FROM agent.messages
+                   WHERE status = 'claimed' AND lease_expires_at < now() AND {recipients}
+                     FOR UPDATE SKIP LOCKED)
+    RETURNING CASE WHEN status = 'pending'
+                   THEN pg_notify('agent_messages', recipient_id::text) END
+), chosen AS (
+    SELECT id FROM agent.messages
+     WHERE {recipients} AND status = 'pending' AND available_at <= now()
+     ORDER BY priority DESC, id
+     LIMIT $2
+       FOR UPDATE SKIP LOCKED
+)
+UPDATE agent.messages AS m
+   SET status = 'claimed', attempts = m.attempts + 1, claimed_by = $3, claimed_at = now(),
+       lease_expires_at = now() + $4::interval
+  FROM chosen
+ WHERE m.id = chosen.id
+RETURNING m.id, m.recipient_id, m.sender_id, m.run_id, m.kind, m.payload::text AS payload,
+          m.priority, m.attempts, m.max_attempts, m.claimed_by, m.lease_expires_at,
+          m.created_at, m.last_error
+"""
+CLAIM_ONE = _CLAIM.format(recipients="recipient_id = $1::uuid")
+CLAIM_MANY = _CLAIM.format(recipients="recipient_id = ANY($1::uuid[])")
+
+# The lease check shared by ack/fail/extend/release: still claimed, by us, this attempt.
+_HELD = "m.id = t.id AND m.status = 'claimed' AND m.claimed_by = $2 AND m.attempts = t.attempts"
+
+ACK = f"""
+UPDATE agent.messages AS m
+   SET status = 'done', finished_at = now(), lease_expires_at = NULL
+  FROM unnest($1::bigint[], $3::int[]) AS t(id, attempts)
+ WHERE {_HELD}
+RETURNING m.id
+"""
+
+EXTEND = f"""
+UPDATE agent.messages AS m
+   SET lease_expires_at = now() + $4::interval
+  FROM unnest($1::bigint[], $3::int[]) AS t(id, attempts)
+ WHERE {_HELD}
+RETURNING m.id, m.lease_expires_at
+"""
+
+# release: give the message back without spending an attempt (shutdown, prefetch).
+RELEASE = f"""
+WITH released AS (
+    UPDATE agent.messages AS m
+       SET status = 'pending', attempts = m.attempts - 1, claimed_by = NULL,
+           lease_expires_at = NULL, claimed_at = NULL, available_at = now()
+      FROM unnest($1::bigint[], $3::int[]) AS t(id, attempts)
+     WHERE {_HELD}
+    RETURNING m.id, m.recipient_id
+)
+SELECT id, pg_notify('{CHANNEL}', recipient_id::text) FROM released
+"""
+
+FAIL = f"""
+UPDATE agent.messages AS m
+   SET status = CASE WHEN $4 AND m.attempts < m.max_attempts THEN 'pending' ELSE 'dead' END,
+       available_at = CASE WHEN $4 AND m.attempts < m.max_attempts
+                           THEN now() + least($5::interval * power(2, m.attempts - 1), $6::interval)
+                           ELSE m.available_at END,
+       finished_at = CASE WHEN $4 AND m.attempts < m.max_attempts THEN NULL ELSE now() END,
+       claimed_by = NULL, lease_expires_at = NULL, last_error = $7
+  FROM unnest($1::bigint[], $3::int[]) AS t(id, attempts)
+ WHERE {_HELD}
+RETURNING m.id, m.status, m.available_at
+"""
+
+CANCEL_PENDING = """
+UPDATE agent.messages
+   SET status = 'cancelled', finished_at = now()
+ WHERE recipient_id = ANY($1::uuid[]) AND status = 'pending'
+RETURNING id
+"""
+
+REDRIVE = f"""
+WITH redriven AS (
+    UPDATE agent.messages
+       SET status = 'pending', attempts = 0, available_at = now(), finished_at = NULL
+     WHERE status = 'dead'
+       AND ($1::bigint[] IS NULL OR id = ANY($1::bigint[]))
+       AND ($2::uuid IS NULL OR recipient_id = $2::uuid)
+    RETURNING id, recipient_id
+)
+SELECT id, pg_notify('{CHANNEL}', recipient_id::text) FROM redriven
+"""
+
+ANY_AVAILABLE = """
+SELECT EXISTS (SELECT 1 FROM unnest($1::uuid[]) AS r(id)
+                WHERE EXISTS (SELECT 1 FROM agent.messages
+                               WHERE recipient_id = r.id AND status = 'pending'
+                                 AND available_at <= now()))
+"""
+
+NEXT_AVAILABLE = """
+SELECT min(available_at) FROM agent.messages
+ WHERE recipient_id = ANY($1::uuid[]) AND status = 'pending'
+"""
+
+
+# --------------------------------------------------------------------------- #
+# Operations
+# --------------------------------------------------------------------------- #
+
+
+def _check_priority(priority: int) -> None:
+    if not 0 <= priority <= MAX_MESSAGE_PRIORITY:
+        raise RuleViolation(
+            "priority_range",
+            f"priority_range: priority must be 0..{MAX_MESSAGE_PRIORITY}, got {priority}",
+            table="messages",
+        )
+
+
+async def send(
+    recipient_id: uuid.UUID,
+    kind: str,
+    payload: Any = None,
+    *,
+    priority: int = 0,
+    sender_id: uuid.UUID | None = None,
+    run_id: uuid.UUID | None = None,
+    delay: dt.timedelta = dt.timedelta(0),
+    max_attempts: int = 5,
+    conn: asyncpg.Connection | None = None,
+) -> int:
+    """Send one message; returns its id (ids increase in sending order).
+
+    Raises :class:`RuleViolation` (``priority_range``, ``attempts_range``, or a foreign
+    key rule for an unknown agent) and sends nothing.
+    """
+    [message_id] = await send_many(
+        [Outgoing(recipient_id, kind, payload, priority, sender_id, run_id, delay, max_attempts)],
+        conn=conn,
+    )
+    return message_id
+
+
+async def send_many(
+    messages: Iterable[Outgoing], *, conn: asyncpg.Connection | None = None
+) -> list[int]:
+    """Send many messages in one statement: all or none. Ids return in input order and
+    increase in that order, so FIFO follows the list."""
+    batch = list(messages)
+    if not batch:
+        return []
+    for m in batch:
+        _check_priority(m.priority)
+    columns: tuple[list[Any], ...] = ([], [], [], [], [], [], [], [])
+    for m in batch:
+        for col, value in zip(
+            columns,
+            (
+                m.recipient_id,
+                m.kind,
+                db.dumps({} if m.payload is None else m.payload),
+                m.priority,
+                m.sender_id,
+                m.run_id,
+                m.delay,
+                m.max_attempts,
+            ),
+            strict=True,
+        ):
+            col.append(value)
+    async with db.connection(conn) as c:
+        try:
+            rows = await c.fetch(SEND_MANY, *columns)
+        except asyncpg.PostgresError as e:
+            raise translate(e) from e
+    return [r["id"] for r in rows]
+
+
+def _message(row: asyncpg.Record) -> Message:
+    return Message(
+        id=row["id"],
+        recipient_id=row["recipient_id"],
+        sender_id=row["sender_id"],
+        run_id=row["run_id"],
+        kind=row["kind"],
+        payload=db.loads(row["payload"]),
+        priority=row["priority"],
+        attempts=row["attempts"],
+        max_attempts=row["max_attempts"],
+        claimed_by=row["claimed_by"],
+        lease_expires_at=row["lease_expires_at"],
+        created_at=row["created_at"],
+        last_error=row["last_error"],
+    )
+
+
+async def claim(
+    worker_id: str,
+    recipients: Sequence[uuid.UUID],
+    *,
+    limit: int = 1,
+    lease: dt.timedelta = DEFAULT_LEASE,
+    conn: asyncpg.Connection | None = None,
+) -> list[Message]:
+    """Claim up to ``limit`` messages for any of ``recipients``, best first.
+
+    Each returned message is held by ``worker_id`` until ``lease`` passes; its
+    ``attempts`` includes this claim. Returns ``[]`` when nothing is available.
+    """
+    if limit < 1:
+        return []
+    targets = list(dict.fromkeys(recipients))
+    if not targets:
+        return []
+    sql, who = (CLAIM_ONE, targets[0]) if len(targets) == 1 else (CLAIM_MANY, targets)
+    async with db.connection(conn) as c:
+        rows = await c.fetch(sql, who, limit, worker_id, lease)
+        if not rows and await c.fetchval(ANY_AVAILABLE, targets):
+            # Expired leases were just requeued, or concurrent claims held the rows we
+            # saw: look once more before reporting "nothing".
+            rows = await c.fetch(sql, who, limit, worker_id, lease)
+    return sorted((_message(r) for r in rows), key=lambda m: (-m.priority, m.id))
+
+
+def _lease_args(messages: Message | Sequence[Message]) -> tuple[list[int], list[int]]:
+    batch = [messages] if isinstance(messages, Message) else list(messages)
+    return [m.id for m in batch], [m.attempts for m in batch]
+
+
+async def _held(
+    sql: str,
+    messages: Message | Sequence[Message],
+    worker_id: str,
+    *extra: Any,
+    conn: asyncpg.Connection | None,
+) -> list[asyncpg.Record]:
+    """Run a lease-checked statement; all of ``messages`` or none (LeaseLost)."""
+    ids, attempts = _lease_args(messages)
+    if not ids:
+        return []
+    async with db.transaction(conn) as c:
+        rows = await c.fetch(sql, ids, worker_id, attempts, *extra)
+        if len(rows) != len(ids):
+            lost = sorted(set(ids) - {r["id"] for r in rows})
+            raise LeaseLost(lost, worker_id)  # rolls the transaction back: nothing changed
+    return list(rows)
+
+
+async def ack(
+    messages: Message | Sequence[Message],
+    worker_id: str,
+    *,
+    conn: asyncpg.Connection | None = None,
+) -> None:
+    """Mark claimed message(s) done. All or nothing: if any lease was lost, raises
+    :class:`LeaseLost` naming those messages and acks none."""
+    await _held(ACK, messages, worker_id, conn=conn)
+
+
+async def extend_lease(
+    messages: Message | Sequence[Message],
+    worker_id: str,
+    lease: dt.timedelta = DEFAULT_LEASE,
+    *,
+    conn: asyncpg.Connection | None = None,
+) -> dt.datetime:
+    """Heartbeat: the lease now ends ``lease`` from now. Returns the new expiry.
+    Raises :class:`LeaseLost` if the message was re-claimed meanwhile."""
+    rows = await _held(EXTEND, messages, worker_id, lease, conn=conn)
+    return min(r["lease_expires_at"] for r in rows)
+
+
+async def release(
+    messages: Message | Sequence[Message],
+    worker_id: str,
+    *,
+    conn: asyncpg.Connection | None = None,
+) -> None:
+    """Give claimed message(s) back at once, without spending an attempt (for a worker
+    shutting down). Raises :class:`LeaseLost` if a lease was lost."""
+    await _held(RELEASE, messages, worker_id, conn=conn)
+
+
+async def fail(
+    messages: Message | Sequence[Message],
+    worker_id: str,
+    error: str,
+    *,
+    retry: bool = True,
+    base_delay: dt.timedelta = RETRY_BASE,
+    max_delay: dt.timedelta = RETRY_MAX,
+    conn: asyncpg.Connection | None = None,
+) -> list[tuple[int, str, dt.datetime]]:
+    """Record a failed attempt. With ``retry`` and attempts left, the message is pending
+    again after ``base_delay * 2 ** (attempts - 1)`` (at most ``max_delay``); otherwise
+    it is ``dead``. Returns ``(id, status, available_at)`` per message. Raises
+    :class:`LeaseLost` if a lease was lost."""
+    rows = await _held(FAIL, messages, worker_id, retry, base_delay, max_delay, error, conn=conn)
+    return [(r["id"], r["status"], r["available_at"]) for r in rows]
+
+
+async def cancel_pending(
+    recipients: Sequence[uuid.UUID], *, conn: asyncpg.Connection | None = None
+) -> int:
+    """Cancel the pending messages of ``recipients`` (agents that were terminated).
+    Claimed messages are left to finish or expire. Returns how many were cancelled."""
+    async with db.connection(conn) as c:
+        rows = await c.fetch(CANCEL_PENDING, list(recipients))
+    return len(rows)
+
+
+async def redrive(
+    message_ids: Sequence[int] | None = None,
+    *,
+    recipient_id: uuid.UUID | None = None,
+    conn: asyncpg.Connection | None = None,
+) -> int:
+    """Bring dead messages back to pending with their attempts reset: the given ids,
+    or all dead messages of ``recipient_id``, or all dead messages. ``last_error`` is
+    kept for the record. Returns how many came back."""
+    async with db.connection(conn) as c:
+        rows = await c.fetch(
+            REDRIVE, list(message_ids) if message_ids is not None else None, recipient_id
+        )
+    return len(rows)
+
+
+# --------------------------------------------------------------------------- #
+# Consumer loop
+# --------------------------------------------------------------------------- #
+
+
+class Consumer:
+    """A long-running consumer: ``async for message in consumer`` yields claimed
+    messages; the handler then calls :meth:`ack` or :meth:`fail`.
+
+    * It waits for work without spinning: it LISTENs on ``agent_messages`` and wakes
+      within milliseconds of a send to one of its recipients, and polls every
+      ``poll_interval`` seconds in case a notification is lost (or a retry's backoff
+      ends).
+    * While a message is out with the handler, a heartbeat extends its lease every
+      ``lease / 3``, so a slow handler keeps its message.
+    * :meth:`stop` (or leaving ``async with``) ends the iteration; messages claimed
+      but not yet handed out are released, so nothing waits for a lease to expire.
+    """
+
+    def __init__(
+        self,
+        recipients: Sequence[uuid.UUID],
+        *,
+        worker_id: str | None = None,
+        batch_size: int = 10,
+        lease: dt.timedelta = DEFAULT_LEASE,
+        poll_interval: float = 1.0,
+    ) -> None:
+        self.recipients = list(recipients)
+        self.worker_id = worker_id or default_worker_id()
+        self.batch_size = batch_size
+        self.lease = lease
+        self.poll_interval = poll_interval
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._buffer: list[Message] = []
+        self._in_flight: dict[int, Message] = {}
+        self._listener: asyncpg.Connection | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._targets = {str(r) for r in self.recipients}
+
+    async def __aenter__(self) -> Consumer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Open the LISTEN connection and the heartbeat."""
+        eng = db.engine()
+        self._listener = await asyncpg.connect(**eng.config)
+        await self._listener.add_listener(CHANNEL, self._on_notify)
+        self._heartbeat = asyncio.create_task(self._beat())
+
+    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        if payload in self._targets:
+            self._wake.set()
+
+    async def stop(self) -> None:
+        """Stop: release unhanded messages, close the listener. Idempotent."""
+        self._stopping.set()
+        self._wake.set()
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
+            self._heartbeat = None
+        if self._buffer:
+            with contextlib.suppress(LeaseLost):
+                await release(self._buffer, self.worker_id)
+            self._buffer.clear()
+        if self._listener is not None:
+            with contextlib.suppress(Exception):
+                await self._listener.close()
+            self._listener = None
+
+    async def _beat(self) -> None:
+        interval = self.lease.total_seconds() / 3
+        while True:
+            await asyncio.sleep(interval)
+            held = list(self._in_flight.values()) + self._buffer
+            for m in held:
+                try:
+                    await extend_lease(m, self.worker_id, self.lease)
+                except LeaseLost:
+                    self._in_flight.pop(m.id, None)
+
+    def __aiter__(self) -> AsyncIterator[Message]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Message]:
+        while not self._stopping.is_set():
+            if not self._buffer:
+                self._wake.clear()
+                self._buffer = await claim(
+                    self.worker_id, self.recipients, limit=self.batch_size, lease=self.lease
+                )
+                if not self._buffer:
+                    await self._idle()
+                    continue
+            message = self._buffer.pop(0)
+            self._in_flight[message.id] = message
+            yield message
+
+    async def _idle(self) -> None:
+        timeout = self.poll_interval
+        async with db.connection() as c:
+            nxt = await c.fetchval(NEXT_AVAILABLE, self.recipients)
+        if nxt is not None:
+            now = dt.datetime.now(dt.UTC)
+            timeout = max(0.0, min(timeout, (nxt - now).total_seconds()))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def ack(self, message: Message) -> None:
+        """Ack a message this consumer handed out (see :func:`ack`)."""
+        self._in_flight.pop(message.id, None)
+        await ack(message, self.worker_id)
+
+    async def fail(self, message: Message, error: str, *, retry: bool = True) -> None:
+        """Fail a message this consumer handed out (see :func:`fail`)."""
+        self._in_flight.pop(message.id, None)
+        await fail(message, self.worker_id, error, retry=retry)

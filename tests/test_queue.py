@@ -1,0 +1,326 @@
+"""The message queue, with many workers at once, against real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import random
+import time
+import uuid
+from collections import defaultdict
+
+import asyncpg
+import pytest
+
+from agent_app import db, queue
+from agent_app.errors import LeaseLost, RuleViolation
+from tests.rules import snapshot
+
+
+async def new_agents(n: int) -> list[uuid.UUID]:
+    async with db.connection() as c:
+        rows = await c.fetch(
+            "INSERT INTO agent.agents (agent_type, name) "
+            "SELECT 'explorer', 'q' || g FROM generate_series(1, $1) g RETURNING id",
+            n,
+        )
+    return [r["id"] for r in rows]
+
+
+async def status_of(message_id: int) -> asyncpg.Record:
+    async with db.connection() as c:
+        return await c.fetchrow("SELECT * FROM agent.messages WHERE id = $1", message_id)
+
+
+async def test_claim_order_is_priority_then_fifo() -> None:
+    [r] = await new_agents(1)
+    sent = []
+    for i, p in enumerate([0, 5, 9, 5, 0, 9, 1]):
+        sent.append((p, await queue.send(r, "k", {"i": i}, priority=p)))
+    order = []
+    while batch := await queue.claim("w", [r], limit=2):
+        order += batch
+        await queue.ack(batch, "w")
+    assert [m.id for m in order] == [i for _, i in sorted(sent, key=lambda x: (-x[0], x[1]))]
+    assert order[0].payload == {"i": 2} and order[0].attempts == 1
+
+
+async def test_send_many_is_one_batch_in_order_and_all_or_nothing() -> None:
+    [r] = await new_agents(1)
+    ids = await queue.send_many([queue.Outgoing(r, "k", {"n": n}) for n in range(50)])
+    assert ids == sorted(ids) and len(set(ids)) == 50
+    with pytest.raises(RuleViolation) as err:
+        await queue.send_many([queue.Outgoing(r, "k"), queue.Outgoing(uuid.uuid4(), "k")])
+    assert err.value.rule == "messages_recipient_id_fkey"
+    assert len(await queue.claim("w", [r], limit=100)) == 50  # the failed batch left nothing
+
+
+async def test_bad_priority_is_refused_before_the_database() -> None:
+    [r] = await new_agents(1)
+    with pytest.raises(RuleViolation) as err:
+        await queue.send(r, "k", priority=10)
+    assert err.value.rule == "priority_range" and "got 10" in str(err.value)
+
+
+async def test_sixteen_workers_drain_5000_messages_exactly_once_in_order() -> None:
+    recipients = await new_agents(3)
+    rng = random.Random(7)
+    outgoing = [
+        queue.Outgoing(rng.choice(recipients), "work", {"n": n}, priority=rng.randint(0, 9))
+        for n in range(5000)
+    ]
+    for i in range(0, len(outgoing), 1000):
+        await queue.send_many(outgoing[i : i + 1000])
+
+    claims: list[tuple[float, float, list[queue.Message]]] = []
+
+    async def worker(w: int) -> None:
+        name = f"worker-{w}"
+        while True:
+            start = time.monotonic()
+            batch = await queue.claim(name, recipients, limit=rng.randint(1, 20))
+            end = time.monotonic()
+            if not batch:
+                return
+            claims.append((start, end, batch))
+            await queue.ack(batch, name)
+
+    await asyncio.gather(*(worker(w) for w in range(16)))
+
+    claimed = [m.id for _, _, batch in claims for m in batch]
+    assert len(claimed) == 5000 and len(set(claimed)) == 5000  # each exactly once, none lost
+    async with db.connection() as c:
+        counts = await c.fetchrow(
+            "SELECT count(*) FILTER (WHERE status = 'done') AS done, "
+            "count(*) FILTER (WHERE attempts <> 1) AS retried "
+            "FROM agent.messages WHERE recipient_id = ANY($1)",
+            recipients,
+        )
+    assert counts["done"] == 5000 and counts["retried"] == 0
+
+    # Per recipient, a claim that started after another ended never takes a message
+    # that ranks before one the earlier claim took: (priority desc, id) order holds
+    # between claims that did not overlap in time.
+    def key(m: queue.Message) -> tuple[int, int]:
+        return (-m.priority, m.id)
+
+    by_end = sorted(claims, key=lambda c: c[1])
+    best_done: dict[uuid.UUID, tuple[int, int]] = {}
+    j = 0
+    for start, _, batch in sorted(claims, key=lambda c: c[0]):
+        while j < len(by_end) and by_end[j][1] < start:
+            for m in by_end[j][2]:
+                best_done[m.recipient_id] = max(best_done.get(m.recipient_id, key(m)), key(m))
+            j += 1
+        for m in batch:
+            if m.recipient_id in best_done:
+                assert key(m) > best_done[m.recipient_id], (m, best_done[m.recipient_id])
+    # Within one claim, messages come best first.
+    for _, _, batch in claims:
+        assert [key(m) for m in batch] == sorted(key(m) for m in batch)
+
+
+async def test_a_dead_workers_messages_come_back_after_the_lease(database_url: str) -> None:
+    [r] = await new_agents(1)
+    mid = await queue.send(r, "k")
+    doomed = await asyncpg.connect(database_url)
+    held = await queue.claim("doomed", [r], lease=dt.timedelta(milliseconds=300), conn=doomed)
+    assert [m.id for m in held] == [mid]
+
+    async def stuck() -> None:
+        await asyncio.sleep(3600)  # the handler never finishes...
+
+    task = asyncio.create_task(stuck())
+    task.cancel()  # ...its task is cancelled and its connection closed
+    doomed.terminate()
+    assert await queue.claim("rescuer", [r]) == []  # not before the lease ends
+    await asyncio.sleep(0.4)
+    [again] = await queue.claim("rescuer", [r])
+    assert again.id == mid and again.attempts == 2
+    assert "lease expired (held by doomed)" in (again.last_error or "")
+    before = await status_of(mid)
+    with pytest.raises(LeaseLost) as err:
+        await queue.ack(held, "doomed")
+    assert err.value.message_ids == [mid] and err.value.rule == "lease_lost"
+    assert await status_of(mid) == before  # nothing changed
+    await queue.ack(again, "rescuer")
+    assert (await status_of(mid))["status"] == "done"
+
+
+async def test_a_heartbeat_keeps_a_slow_message() -> None:
+    [r] = await new_agents(1)
+    await queue.send(r, "slow")
+    lease = dt.timedelta(milliseconds=400)
+    [m] = await queue.claim("slow-worker", [r], lease=lease)
+    for _ in range(6):  # 1.2 s of work, three leases long
+        await asyncio.sleep(0.2)
+        await queue.extend_lease(m, "slow-worker", lease)
+        assert await queue.claim("thief", [r]) == []
+    await queue.ack(m, "slow-worker")
+
+
+async def test_retries_back_off_then_die_and_redrive_brings_them_back() -> None:
+    [r] = await new_agents(1)
+    mid = await queue.send(r, "flaky", max_attempts=3)
+    base = dt.timedelta(milliseconds=100)
+    delays = []
+    for attempt in (1, 2, 3):
+        deadline = time.monotonic() + 5
+        while not (batch := await queue.claim("w", [r])):
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.02)
+        [m] = batch
+        assert m.attempts == attempt
+        async with db.transaction() as c:
+            [(_, status, available_at)] = await queue.fail(
+                m, "w", f"boom {attempt}", base_delay=base, conn=c
+            )
+            now = await c.fetchval("SELECT now()")
+        if attempt < 3:
+            assert status == "pending"
+            delays.append(available_at - now)
+        else:
+            assert status == "dead"
+    assert delays == [base, base * 2]  # exponential: base * 2 ** (attempts - 1)
+    row = await status_of(mid)
+    assert row["status"] == "dead" and row["last_error"] == "boom 3" and row["finished_at"]
+    assert await queue.claim("w", [r]) == []
+    assert await queue.redrive(recipient_id=r) == 1
+    [m] = await queue.claim("w", [r])
+    assert m.id == mid and m.attempts == 1 and m.last_error == "boom 3"
+
+
+async def test_an_expired_lease_on_the_last_attempt_goes_dead() -> None:
+    [r] = await new_agents(1)
+    mid = await queue.send(r, "k", max_attempts=1)
+    await queue.claim("w1", [r], lease=dt.timedelta(milliseconds=50))
+    await asyncio.sleep(0.1)
+    assert await queue.claim("w2", [r]) == []
+    row = await status_of(mid)
+    assert row["status"] == "dead" and "last attempt" in row["last_error"]
+
+
+async def test_release_gives_back_without_spending_an_attempt() -> None:
+    [r] = await new_agents(1)
+    await queue.send(r, "k")
+    [m] = await queue.claim("w", [r])
+    await queue.release(m, "w")
+    [again] = await queue.claim("w2", [r])
+    assert again.attempts == 1
+
+
+async def test_cancel_pending_of_a_terminated_agent() -> None:
+    a, b = await new_agents(2)
+    await queue.send_many([queue.Outgoing(a, "k")] * 3 + [queue.Outgoing(b, "k")])
+    [claimed] = await queue.claim("w", [a])
+    assert await queue.cancel_pending([a]) == 2
+    assert (await status_of(claimed.id))["status"] == "claimed"  # in-flight work finishes
+    assert [m.recipient_id for m in await queue.claim("w", [a, b], limit=10)] == [b]
+
+
+async def test_lease_checks_change_nothing_when_refused() -> None:
+    [r] = await new_agents(1)
+    await queue.send_many([queue.Outgoing(r, "k")] * 2)
+    mine = await queue.claim("me", [r], limit=2)
+    async with db.connection() as c:
+        before = await snapshot(c)
+    stolen = [mine[0], queue.Message(**{**mine[1].__dict__, "attempts": 7})]
+    for op in (
+        queue.ack(stolen, "me"),
+        queue.fail(stolen, "me", "x"),
+        queue.extend_lease(stolen, "me"),
+        queue.release(stolen, "me"),
+        queue.ack(mine, "someone-else"),
+    ):
+        with pytest.raises(LeaseLost):
+            await op
+    async with db.connection() as c:
+        assert await snapshot(c) == before
+    await queue.ack(mine, "me")
+
+
+async def test_consumer_wakes_on_notify_within_a_fraction_of_a_second() -> None:
+    [r] = await new_agents(1)
+    received: list[float] = []
+    async with queue.Consumer([r], poll_interval=30) as consumer:
+
+        async def consume() -> None:
+            async for message in consumer:
+                received.append(time.monotonic())
+                await consumer.ack(message)
+                return
+
+        task = asyncio.create_task(consume())
+        await asyncio.sleep(0.3)  # the consumer is idle, waiting
+        sent_at = time.monotonic()
+        await queue.send(r, "wake up")
+        await asyncio.wait_for(task, 5)
+    assert received[0] - sent_at < 0.5
+
+
+async def test_consumer_still_finds_work_when_notifications_are_lost() -> None:
+    [r] = await new_agents(1)
+    async with queue.Consumer([r], poll_interval=0.3) as consumer:
+
+        async def consume() -> queue.Message:
+            async for message in consumer:
+                await consumer.ack(message)
+                return message
+            raise AssertionError("stopped")
+
+        task = asyncio.create_task(consume())
+        await asyncio.sleep(0.1)
+        async with db.transaction() as c:
+            # With triggers off, the insert sends no notification at all.
+            await c.execute("SET LOCAL session_replication_role = replica")
+            mid = await c.fetchval(
+                "INSERT INTO agent.messages (recipient_id, kind) VALUES ($1, 'quiet') RETURNING id",
+                r,
+            )
+        message = await asyncio.wait_for(task, 5)
+    assert message.id == mid
+
+
+async def test_consumer_heartbeat_and_clean_stop() -> None:
+    [r] = await new_agents(1)
+    await queue.send_many([queue.Outgoing(r, "k", {"n": n}) for n in range(5)])
+    lease = dt.timedelta(milliseconds=300)
+    consumer = queue.Consumer([r], batch_size=5, lease=lease, poll_interval=0.1)
+    await consumer.start()
+    iterator = aiter(consumer)
+    first = await anext(iterator)
+    await asyncio.sleep(0.8)  # slow handler, longer than two leases
+    assert await queue.claim("thief", [r]) == []  # heartbeat kept all five
+    await consumer.ack(first)
+    await consumer.stop()
+    # The four never handed out are back, attempts not spent, claimable at once.
+    rest = await queue.claim("next", [r], limit=10)
+    assert len(rest) == 4 and all(m.attempts == 1 for m in rest)
+
+
+async def test_many_consumers_process_everything_once() -> None:
+    recipients = await new_agents(2)
+    seen: defaultdict[int, int] = defaultdict(int)
+    total = 400
+    done = asyncio.Event()
+
+    async def run_consumer() -> None:
+        async with queue.Consumer(recipients, batch_size=8, poll_interval=0.2) as consumer:
+            async for m in consumer:
+                seen[m.id] += 1
+                await consumer.ack(m)
+                if sum(seen.values()) >= total:
+                    done.set()
+                if done.is_set():
+                    return
+
+    tasks = [asyncio.create_task(run_consumer()) for _ in range(6)]
+    await asyncio.sleep(0.2)
+    await queue.send_many(
+        [queue.Outgoing(recipients[n % 2], "k", {"n": n}, priority=n % 3) for n in range(total)]
+    )
+    await asyncio.wait_for(done.wait(), 30)
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    assert len(seen) == total and set(seen.values()) == {1}
