@@ -435,7 +435,7 @@ FUNCTIONS += (
         "messages_notify",
         "",
         "trigger",
-        f"""
+        """
 BEGIN
     -- One notification per recipient per statement, so a consumer wakes at once;
     -- delayed messages are found by polling when their time comes.

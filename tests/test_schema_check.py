@@ -29,7 +29,7 @@ DRIFTS = [
     (
         "enum values",
         "ALTER TABLE agent.agents DROP CONSTRAINT status_enum; ALTER TABLE agent.agents ADD "
-        f"CONSTRAINT status_enum CHECK (status IN ({ALL_BUT_ONE_STATUS}, 'zombie'))",
+        f"CONSTRAINT status_enum CHECK (status IN ({ALL_BUT_ONE_STATUS}, 'zombie')) NOT VALID",
         "constraint",
         "missing ['terminated'], extra ['zombie']",
     ),
