@@ -35,7 +35,7 @@ import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -69,24 +69,29 @@ class Outgoing:
     max_attempts: int = 5
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Message:
-    """A claimed message. ``attempts`` counts this claim; together with ``claimed_by``
-    it identifies the lease that :func:`ack` and friends check."""
+    """A claimed message (treat it as read-only). ``attempts`` counts this claim; with
+    ``claimed_by`` it identifies the lease that :func:`ack` and friends check.
+    ``payload`` is decoded from JSON when first read."""
 
     id: int
     recipient_id: uuid.UUID
     sender_id: uuid.UUID | None
     run_id: uuid.UUID | None
     kind: str
-    payload: Any
+    payload_json: str
     priority: int
     attempts: int
     max_attempts: int
     claimed_by: str
     lease_expires_at: dt.datetime
     created_at: dt.datetime
-    last_error: str | None = field(default=None, compare=False)
+    last_error: str | None = None
+
+    @property
+    def payload(self) -> Any:
+        return db.loads(self.payload_json)
 
 
 # --------------------------------------------------------------------------- #
@@ -144,50 +149,55 @@ RETURNING m.id, m.recipient_id, m.sender_id, m.run_id, m.kind, m.payload::text A
 CLAIM_ONE = _CLAIM.format(recipients="recipient_id = $1::uuid")
 CLAIM_MANY = _CLAIM.format(recipients="recipient_id = ANY($1::uuid[])")
 
-# The lease check shared by ack/fail/extend/release: still claimed, by us, this attempt.
-_HELD = "m.id = t.id AND m.status = 'claimed' AND m.claimed_by = $2 AND m.attempts = t.attempts"
-
-ACK = f"""
-UPDATE agent.messages AS m
-   SET status = 'done', finished_at = now(), lease_expires_at = NULL
-  FROM unnest($1::bigint[], $3::int[]) AS t(id, attempts)
- WHERE {_HELD}
-RETURNING m.id
+# The lease check shared by ack/fail/extend/release, as one all-or-nothing statement:
+# update the listed messages still held by this worker at this attempt; if that is not
+# every one of them, raise_rule() aborts the statement, so nothing changes and no
+# explicit transaction (three round trips) is needed. "id = ANY" keeps the primary-key
+# index scan; each message's attempt is looked up by its position in the list.
+_HELD = """
+WITH changed AS (
+    UPDATE agent.messages AS m
+       SET {set}
+     WHERE m.id = ANY($1::bigint[]) AND m.status = 'claimed' AND m.claimed_by = $2
+       AND m.attempts = ($3::int[])[array_position($1::bigint[], m.id)]
+    RETURNING {returning}
+)
+SELECT * FROM changed
+ WHERE CASE WHEN (SELECT count(*) FROM changed) = cardinality($1::bigint[]) THEN true
+            ELSE agent.raise_rule('lease_lost', 'a listed message is no longer held') END
 """
 
-EXTEND = f"""
-UPDATE agent.messages AS m
-   SET lease_expires_at = now() + $4::interval
-  FROM unnest($1::bigint[], $3::int[]) AS t(id, attempts)
- WHERE {_HELD}
-RETURNING m.id, m.lease_expires_at
+NOT_HELD = """
+SELECT t.id FROM unnest($1::bigint[], $3::int[]) AS t(id, attempts)
+ WHERE NOT EXISTS (SELECT 1 FROM agent.messages AS m
+                    WHERE m.id = t.id AND m.status = 'claimed' AND m.claimed_by = $2
+                      AND m.attempts = t.attempts)
 """
+
+ACK = _HELD.format(
+    set="status = 'done', finished_at = now(), lease_expires_at = NULL", returning="m.id"
+)
+
+EXTEND = _HELD.format(
+    set="lease_expires_at = now() + $4::interval", returning="m.id, m.lease_expires_at"
+)
 
 # release: give the message back without spending an attempt (shutdown, prefetch).
-RELEASE = f"""
-WITH released AS (
-    UPDATE agent.messages AS m
-       SET status = 'pending', attempts = m.attempts - 1, claimed_by = NULL,
-           lease_expires_at = NULL, claimed_at = NULL, available_at = now()
-      FROM unnest($1::bigint[], $3::int[]) AS t(id, attempts)
-     WHERE {_HELD}
-    RETURNING m.id, m.recipient_id
+RELEASE = _HELD.format(
+    set="status = 'pending', attempts = m.attempts - 1, claimed_by = NULL, "
+    "lease_expires_at = NULL, claimed_at = NULL, available_at = now()",
+    returning=f"m.id, pg_notify('{CHANNEL}', m.recipient_id::text)",
 )
-SELECT id, pg_notify('{CHANNEL}', recipient_id::text) FROM released
-"""
 
-FAIL = f"""
-UPDATE agent.messages AS m
-   SET status = CASE WHEN $4 AND m.attempts < m.max_attempts THEN 'pending' ELSE 'dead' END,
+FAIL = _HELD.format(
+    set="""status = CASE WHEN $4 AND m.attempts < m.max_attempts THEN 'pending' ELSE 'dead' END,
        available_at = CASE WHEN $4 AND m.attempts < m.max_attempts
                            THEN now() + least($5::interval * power(2, m.attempts - 1), $6::interval)
                            ELSE m.available_at END,
        finished_at = CASE WHEN $4 AND m.attempts < m.max_attempts THEN NULL ELSE now() END,
-       claimed_by = NULL, lease_expires_at = NULL, last_error = $7
-  FROM unnest($1::bigint[], $3::int[]) AS t(id, attempts)
- WHERE {_HELD}
-RETURNING m.id, m.status, m.available_at
-"""
+       claimed_by = NULL, lease_expires_at = NULL, last_error = $7""",
+    returning="m.id, m.status, m.available_at",
+)
 
 CANCEL_PENDING = """
 UPDATE agent.messages
@@ -295,21 +305,7 @@ async def send_many(
 
 
 def _message(row: asyncpg.Record) -> Message:
-    return Message(
-        id=row["id"],
-        recipient_id=row["recipient_id"],
-        sender_id=row["sender_id"],
-        run_id=row["run_id"],
-        kind=row["kind"],
-        payload=db.loads(row["payload"]),
-        priority=row["priority"],
-        attempts=row["attempts"],
-        max_attempts=row["max_attempts"],
-        claimed_by=row["claimed_by"],
-        lease_expires_at=row["lease_expires_at"],
-        created_at=row["created_at"],
-        last_error=row["last_error"],
-    )
+    return Message(*row.values())  # CLAIM returns the columns in Message's field order
 
 
 async def claim(
@@ -356,11 +352,18 @@ async def _held(
     ids, attempts = _lease_args(messages)
     if not ids:
         return []
-    async with db.transaction(conn) as c:
-        rows = await c.fetch(sql, ids, worker_id, attempts, *extra)
-        if len(rows) != len(ids):
-            lost = sorted(set(ids) - {r["id"] for r in rows})
-            raise LeaseLost(lost, worker_id)  # rolls the transaction back: nothing changed
+    async with db.connection(conn) as c:
+        try:
+            # Inside the caller's transaction, a savepoint keeps a refusal from aborting it.
+            async with c.transaction() if c.is_in_transaction() else contextlib.nullcontext():
+                rows = await c.fetch(sql, ids, worker_id, attempts, *extra)
+        except asyncpg.CheckViolationError as e:
+            if e.constraint_name != "lease_lost":
+                raise
+            rows = []
+        if len(rows) != len(ids):  # the statement changed nothing
+            lost = [r["id"] for r in await c.fetch(NOT_HELD, ids, worker_id, attempts)]
+            raise LeaseLost(sorted(lost) or ids, worker_id)
     return list(rows)
 
 

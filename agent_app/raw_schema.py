@@ -432,6 +432,19 @@ END
 
 FUNCTIONS += (
     Function(
+        "raise_rule",
+        "rule text, message text",
+        "boolean",
+        f"""
+BEGIN
+    -- Lets a single SQL statement refuse (and so roll itself back) under a named rule,
+    -- e.g. "CASE WHEN <all held> THEN true ELSE agent.raise_rule(...) END".
+    RAISE EXCEPTION '%: %', rule, message
+          USING ERRCODE = 'check_violation', CONSTRAINT = rule, SCHEMA = '{SCHEMA}';
+END
+""",
+    ),
+    Function(
         "messages_notify",
         "",
         "trigger",

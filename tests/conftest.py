@@ -21,7 +21,7 @@ import sys
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -87,14 +87,14 @@ def database_url() -> str:
 async def migrated(database_url: str) -> AsyncIterator[None]:
     """Run every migration once, and start Piccolo's pool for ORM tests."""
     from piccolo.apps.migrations.commands.forwards import run_forwards
-    from piccolo.engine import engine_finder
+
+    from agent_app import db
 
     response = await run_forwards(app_name="all", migration_id="all", fake=False)
     assert response.success, response.message
-    engine: Any = engine_finder()
-    await engine.start_connection_pool(min_size=1, max_size=20)
+    await db.start_pool(min_size=1, max_size=20)
     yield
-    await engine.close_connection_pool()
+    await db.engine().close_connection_pool()
 
 
 @pytest.fixture

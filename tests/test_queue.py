@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import random
 import time
@@ -224,7 +225,7 @@ async def test_lease_checks_change_nothing_when_refused() -> None:
     mine = await queue.claim("me", [r], limit=2)
     async with db.connection() as c:
         before = await snapshot(c)
-    stolen = [mine[0], queue.Message(**{**mine[1].__dict__, "attempts": 7})]
+    stolen = [mine[0], dataclasses.replace(mine[1], attempts=7)]
     for op in (
         queue.ack(stolen, "me"),
         queue.fail(stolen, "me", "x"),
@@ -236,6 +237,11 @@ async def test_lease_checks_change_nothing_when_refused() -> None:
             await op
     async with db.connection() as c:
         assert await snapshot(c) == before
+        # Inside the caller's own transaction, a refusal leaves that transaction usable.
+        async with c.transaction():
+            with pytest.raises(LeaseLost):
+                await queue.ack(stolen, "me", conn=c)
+            assert await c.fetchval("SELECT 1") == 1
     await queue.ack(mine, "me")
 
 

@@ -8,7 +8,7 @@ so a failure leaves the database as it was.
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
 from piccolo.engine import engine_finder
 
-ID = "2026-11-22T05:38:19:958301"
+ID = "2026-11-22T05:50:34:230496"
 VERSION = "1.38.0"
 DESCRIPTION = 'Indexes, foreign keys, triggers, the messages identity and table comments that Piccolo cannot declare'
 
@@ -299,6 +299,15 @@ FORWARDS = ['ALTER TABLE agent.messages ALTER COLUMN id DROP DEFAULT;',
  '    RETURN NEW;\n'
  'END\n'
  '$fn$;',
+ 'CREATE OR REPLACE FUNCTION agent.raise_rule(rule text, message text) RETURNS boolean LANGUAGE '
+ 'plpgsql AS $fn$\n'
+ 'BEGIN\n'
+ '    -- Lets a single SQL statement refuse (and so roll itself back) under a named rule,\n'
+ '    -- e.g. "CASE WHEN <all held> THEN true ELSE agent.raise_rule(...) END".\n'
+ "    RAISE EXCEPTION '%: %', rule, message\n"
+ "          USING ERRCODE = 'check_violation', CONSTRAINT = rule, SCHEMA = 'agent';\n"
+ 'END\n'
+ '$fn$;',
  'CREATE OR REPLACE FUNCTION agent.messages_notify() RETURNS trigger LANGUAGE plpgsql AS $fn$\n'
  'BEGIN\n'
  '    -- One notification per recipient per statement, so a consumer wakes at once;\n'
@@ -392,6 +401,7 @@ BACKWARDS = ['DROP TRIGGER IF EXISTS messages_notify ON agent.messages;',
  'DROP TRIGGER IF EXISTS feature_runs_set_updated_at ON agent.feature_runs;',
  'DROP TRIGGER IF EXISTS sandboxes_set_updated_at ON agent.sandboxes;',
  'DROP FUNCTION IF EXISTS agent.messages_notify();',
+ 'DROP FUNCTION IF EXISTS agent.raise_rule(rule text, message text);',
  'DROP FUNCTION IF EXISTS agent.checkpoints_guard();',
  'DROP FUNCTION IF EXISTS agent.budgets_before_delete();',
  'DROP FUNCTION IF EXISTS agent.budgets_guard();',
