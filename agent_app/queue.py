@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import os
 import socket
 import uuid
@@ -98,17 +99,43 @@ class Message:
 # SQL - each statement is the whole operation, so each operation is atomic.
 # --------------------------------------------------------------------------- #
 
-# send_many: one INSERT for the whole batch; ids come back in input order.
-SEND_MANY = """
-INSERT INTO agent.messages
-       (recipient_id, kind, payload, priority, sender_id, run_id, available_at, max_attempts)
-SELECT r, k, p::jsonb, pr, s, ru, now() + d, ma
-  FROM unnest($1::uuid[], $2::varchar[], $3::text[], $4::smallint[], $5::uuid[], $6::uuid[],
-              $7::interval[], $8::int[]) WITH ORDINALITY
-       AS t(r, k, p, pr, s, ru, d, ma, n)
- ORDER BY n
-RETURNING id
-"""
+# send_many: one INSERT for the whole batch; ids come back in input order. Columns that
+# are the same for every message travel as one parameter, the others as arrays.
+_SEND_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    # (column, SQL type of the parameter, expression inserted)
+    ("recipient_id", "uuid", "{}"),
+    ("kind", "varchar", "{}"),
+    ("payload", "text", "{}::jsonb"),
+    ("priority", "smallint", "{}"),
+    ("sender_id", "uuid", "{}"),
+    ("run_id", "uuid", "{}"),
+    ("available_at", "interval", "now() + {}"),
+    ("max_attempts", "int", "{}"),
+)
+
+
+@functools.cache
+def _send_sql(varying: tuple[bool, ...]) -> str:
+    """The INSERT for a batch whose columns vary (array) or not (scalar) as given."""
+    exprs, arrays, aliases = [], [], []
+    for i, ((column, sql_type, expr), is_array) in enumerate(
+        zip(_SEND_COLUMNS, varying, strict=True)
+    ):
+        if is_array:
+            arrays.append(f"${i + 1}::{sql_type}[]")
+            aliases.append(column)
+            exprs.append(expr.format(f"t.{column}"))
+        else:
+            exprs.append(expr.format(f"${i + 1}::{sql_type}"))
+    columns = ", ".join(c for c, _, _ in _SEND_COLUMNS)
+    if not arrays:
+        return f"INSERT INTO agent.messages ({columns}) VALUES ({', '.join(exprs)}) RETURNING id"
+    return (
+        f"INSERT INTO agent.messages ({columns}) SELECT {', '.join(exprs)} "
+        f"FROM unnest({', '.join(arrays)}) WITH ORDINALITY AS t({', '.join(aliases)}, n) "
+        "ORDER BY t.n RETURNING id"
+    )
+
 
 # claim: requeue this worker's recipients' expired claims (dead after the last attempt,
 # with a NOTIFY so idle consumers claim them at once), then take the best available
@@ -279,26 +306,27 @@ async def send_many(
         return []
     for m in batch:
         _check_priority(m.priority)
-    columns: tuple[list[Any], ...] = ([], [], [], [], [], [], [], [])
-    for m in batch:
-        for col, value in zip(
-            columns,
-            (
-                m.recipient_id,
-                m.kind,
-                db.dumps({} if m.payload is None else m.payload),
-                m.priority,
-                m.sender_id,
-                m.run_id,
-                m.delay,
-                m.max_attempts,
-            ),
-            strict=True,
-        ):
-            col.append(value)
+    values = [
+        (
+            m.recipient_id,
+            m.kind,
+            db.dumps({} if m.payload is None else m.payload),
+            m.priority,
+            m.sender_id,
+            m.run_id,
+            m.delay,
+            m.max_attempts,
+        )
+        for m in batch
+    ]
+    columns = list(zip(*values, strict=True))
+    varying = tuple(any(v != col[0] for v in col) for col in columns)
+    if len(batch) > 1 and not any(varying):
+        varying = (True, *varying[1:])  # n identical messages: unnest one column n times
+    args = [list(col) if vary else col[0] for col, vary in zip(columns, varying, strict=True)]
     async with db.connection(conn) as c:
         try:
-            rows = await c.fetch(SEND_MANY, *columns)
+            rows = await c.fetch(_send_sql(varying), *args)
         except asyncpg.PostgresError as e:
             raise translate(e) from e
     return [r["id"] for r in rows]

@@ -1,5 +1,6 @@
 """Queue throughput: the API against a minimal raw-asyncpg loop with the same semantics
-(SKIP LOCKED claim, ack), in one run on one server, with 1, 4 and 16 workers, single
+(SKIP LOCKED claim, ack; payloads serialised with json.dumps on both sides), in one
+run on one server, with 1, 4 and 16 workers, single
 and batched. Prints messages/s and the API/raw ratio (aim: >= 0.8; batched claim+ack
 above 5,000 messages/s).
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import uuid
 
 from benchmarks.common import median, prepare, table, timed
@@ -66,12 +68,12 @@ async def main(rounds: int) -> None:
         async with raw_pool.acquire() as c:
             if batch == 1:
                 for i in range(n):
-                    await c.fetchval(RAW_SEND, recipient, "bench", f'{{"i":{i}}}', i % 10)
+                    await c.fetchval(RAW_SEND, recipient, "bench", json.dumps({"i": i}), i % 10)
             else:
                 for start in range(0, n, batch):
                     idx = range(start, min(n, start + batch))
                     await c.fetch(RAW_SEND_MANY, recipient, "bench",
-                                  [f'{{"i":{i}}}' for i in idx], [i % 10 for i in idx])  # fmt: skip
+                                  [json.dumps({"i": i}) for i in idx], [i % 10 for i in idx])  # fmt: skip
 
     async def api_drain(batch: int) -> int:
         worker = f"api-{uuid.uuid4().hex[:6]}"

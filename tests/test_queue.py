@@ -56,6 +56,14 @@ async def test_send_many_is_one_batch_in_order_and_all_or_nothing() -> None:
     assert len(await queue.claim("w", [r], limit=100)) == 50  # the failed batch left nothing
 
 
+async def test_send_many_of_identical_messages_sends_each() -> None:
+    [r] = await new_agents(1)
+    ids = await queue.send_many([queue.Outgoing(r, "same", {"x": 1})] * 7)
+    assert len(set(ids)) == 7
+    claimed = await queue.claim("w", [r], limit=10)
+    assert [m.id for m in claimed] == ids and all(m.payload == {"x": 1} for m in claimed)
+
+
 async def test_bad_priority_is_refused_before_the_database() -> None:
     [r] = await new_agents(1)
     with pytest.raises(RuleViolation) as err:
