@@ -179,13 +179,15 @@ CLAIM_MANY = _CLAIM.format(recipients="recipient_id = ANY($1::uuid[])")
 # The lease check shared by ack/fail/extend/release, as one all-or-nothing statement:
 # update the listed messages still held by this worker at this attempt; if that is not
 # every one of them, raise_rule() aborts the statement, so nothing changes and no
-# explicit transaction (three round trips) is needed. "id = ANY" keeps the primary-key
-# index scan; each message's attempt is looked up by its position in the list.
+# explicit transaction (three round trips) is needed. "id = ANY" is a primary-key lookup;
+# "still claimed" is written as "has a lease" (equivalent under the claim_has_lease CHECK)
+# so the planner is not tempted to scan the partial index of all claimed messages.
+# Each message's attempt is looked up by its position in the list.
 _HELD = """
 WITH changed AS (
     UPDATE agent.messages AS m
        SET {set}
-     WHERE m.id = ANY($1::bigint[]) AND m.status = 'claimed' AND m.claimed_by = $2
+     WHERE m.id = ANY($1::bigint[]) AND m.lease_expires_at IS NOT NULL AND m.claimed_by = $2
        AND m.attempts = ($3::int[])[array_position($1::bigint[], m.id)]
     RETURNING {returning}
 )

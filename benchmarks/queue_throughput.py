@@ -72,8 +72,10 @@ async def main(rounds: int) -> None:
             else:
                 for start in range(0, n, batch):
                     idx = range(start, min(n, start + batch))
-                    await c.fetch(RAW_SEND_MANY, recipient, "bench",
-                                  [json.dumps({"i": i}) for i in idx], [i % 10 for i in idx])  # fmt: skip
+                    payloads = [json.dumps({"i": i}) for i in idx]
+                    await c.fetch(
+                        RAW_SEND_MANY, recipient, "bench", payloads, [i % 10 for i in idx]
+                    )
 
     async def api_drain(batch: int) -> int:
         worker = f"api-{uuid.uuid4().hex[:6]}"

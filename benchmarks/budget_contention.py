@@ -1,0 +1,64 @@
+"""Budget reserve+commit throughput with 16 workers: all on one budget (every operation
+waits for the same row lock) against each on its own budget, in one run. Prints
+operations/s and the ratio; checks the books balance afterwards.
+
+    python -m benchmarks.budget_contention [--ops 300] [--workers 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from decimal import Decimal
+
+from benchmarks.common import median, prepare, table, timed
+
+
+async def main(ops: int, workers: int, rounds: int) -> None:
+    from agent_app import budgets, db, hierarchy
+    from agent_app.enums import AgentType, BudgetResource
+
+    T = BudgetResource.tokens
+    await db.start_pool(min_size=workers + 1, max_size=workers + 1)
+
+    async def worker(agent_id: object) -> None:
+        for _ in range(ops):
+            r = await budgets.reserve(agent_id, T, 10)  # type: ignore[arg-type]
+            await budgets.commit(r, 7)
+
+    results: dict[str, list[float]] = {"one budget": [], "separate budgets": []}
+    for _ in range(rounds):
+        shared = await hierarchy.create_root(AgentType.orchestrator, "shared", budgets={T: 10**9})
+        own = [
+            await hierarchy.create_root(AgentType.coder, f"own{i}", budgets={T: 10**9})
+            for i in range(workers)
+        ]
+        t = await timed(lambda: asyncio.gather(*(worker(shared.id) for _ in range(workers))))  # noqa: B023
+        results["one budget"].append(workers * ops / t)
+        t = await timed(lambda: asyncio.gather(*(worker(a.id) for a in own)))  # noqa: B023
+        results["separate budgets"].append(workers * ops / t)
+        [b] = await budgets.books(shared.id)
+        assert b.used == Decimal(7 * ops * workers) and b.reserved == 0
+
+    one, separate = median(results["one budget"]), median(results["separate budgets"])
+    print(f"budget reserve+commit pairs/s, {workers} workers x {ops} pairs (median of {rounds})")
+    print(
+        table(
+            [
+                ["one shared budget", f"{one:,.0f}", f"{one / separate:.2f}x"],
+                ["one budget each", f"{separate:,.0f}", "1.00x"],
+            ],
+            ["", "pairs/s", "vs separate"],
+        )
+    )
+    await db.engine().close_connection_pool()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--ops", type=int, default=300)
+    parser.add_argument("--workers", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    prepare()
+    asyncio.run(main(args.ops, args.workers, args.rounds))
