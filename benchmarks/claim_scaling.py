@@ -21,7 +21,8 @@ from benchmarks.common import prepare, table
 PENDING = 1000
 FILL_DONE = """
 INSERT INTO agent.messages (recipient_id, kind, payload, priority, status, attempts, finished_at)
-SELECT ($1::uuid[])[1 + g % cardinality($1::uuid[])], 'old', '{"done": true}', g % 10, 'done', 1, now()
+SELECT ($1::uuid[])[1 + g % cardinality($1::uuid[])], 'old', '{"done": true}', g % 10,
+       'done', 1, now()
   FROM generate_series(1, $2) AS g
 """
 FILL_PENDING = """

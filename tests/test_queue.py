@@ -133,7 +133,7 @@ async def test_a_dead_workers_messages_come_back_after_the_lease(database_url: s
     [r] = await new_agents(1)
     mid = await queue.send(r, "k")
     doomed = await asyncpg.connect(database_url)
-    held = await queue.claim("doomed", [r], lease=dt.timedelta(milliseconds=300), conn=doomed)
+    held = await queue.claim("doomed", [r], lease=dt.timedelta(seconds=1), conn=doomed)
     assert [m.id for m in held] == [mid]
 
     async def stuck() -> None:
@@ -143,7 +143,7 @@ async def test_a_dead_workers_messages_come_back_after_the_lease(database_url: s
     task.cancel()  # ...its task is cancelled and its connection closed
     doomed.terminate()
     assert await queue.claim("rescuer", [r]) == []  # not before the lease ends
-    await asyncio.sleep(0.4)
+    await asyncio.sleep(1.1)
     [again] = await queue.claim("rescuer", [r])
     assert again.id == mid and again.attempts == 2
     assert "lease expired (held by doomed)" in (again.last_error or "")
@@ -159,10 +159,10 @@ async def test_a_dead_workers_messages_come_back_after_the_lease(database_url: s
 async def test_a_heartbeat_keeps_a_slow_message() -> None:
     [r] = await new_agents(1)
     await queue.send(r, "slow")
-    lease = dt.timedelta(milliseconds=400)
+    lease = dt.timedelta(seconds=1)
     [m] = await queue.claim("slow-worker", [r], lease=lease)
-    for _ in range(6):  # 1.2 s of work, three leases long
-        await asyncio.sleep(0.2)
+    for _ in range(12):  # 3 s of work, three leases long
+        await asyncio.sleep(0.25)
         await queue.extend_lease(m, "slow-worker", lease)
         assert await queue.claim("thief", [r]) == []
     await queue.ack(m, "slow-worker")
@@ -298,12 +298,12 @@ async def test_consumer_still_finds_work_when_notifications_are_lost() -> None:
 async def test_consumer_heartbeat_and_clean_stop() -> None:
     [r] = await new_agents(1)
     await queue.send_many([queue.Outgoing(r, "k", {"n": n}) for n in range(5)])
-    lease = dt.timedelta(milliseconds=300)
+    lease = dt.timedelta(milliseconds=900)
     consumer = queue.Consumer([r], batch_size=5, lease=lease, poll_interval=0.1)
     await consumer.start()
     iterator = aiter(consumer)
     first = await anext(iterator)
-    await asyncio.sleep(0.8)  # slow handler, longer than two leases
+    await asyncio.sleep(2.0)  # slow handler, longer than two leases
     assert await queue.claim("thief", [r]) == []  # heartbeat kept all five
     await consumer.ack(first)
     await consumer.stop()
