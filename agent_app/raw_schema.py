@@ -13,9 +13,12 @@ violation and the message starts with the rule's name.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from agent_app.ddl import SCHEMA, comment_sql, qualified, sql_list, table_indexes
+from agent_app import transitions
+from agent_app.ddl import SCHEMA, comment_sql, qualified, sql_list, sql_literal, table_indexes
 from agent_app.enums import TERMINAL_AGENT_STATUSES
 from agent_app.tables import TABLES
 
@@ -461,6 +464,79 @@ END
     ),
 )
 
+
+def _transition_function(name: str, column: str, table: Mapping[Any, frozenset[Any]]) -> Function:
+    """A trigger function refusing any change of ``column`` not listed in ``table``."""
+    cases = "\n".join(
+        f"        WHEN {sql_literal(str(old))} THEN "
+        + (
+            f"NEW.{column} IN ({sql_list(str(n) for n in sorted(new, key=str))})"
+            if new
+            else "false"
+        )
+        for old, new in table.items()
+    )
+    return Function(
+        name,
+        "",
+        "trigger",
+        f"""
+BEGIN
+    -- Generated from agent_app/transitions.py: the legal changes, one line per status.
+    IF NEW.{column} IS DISTINCT FROM OLD.{column} AND NOT (CASE OLD.{column}
+{cases}
+        ELSE false END) THEN
+        {_rule(name, "% -> % is not a legal change", f"OLD.{column}", f"NEW.{column}")};
+    END IF;
+    RETURN NEW;
+END
+""",
+    )
+
+
+FUNCTIONS += (
+    _transition_function("run_phase_transition", "current_phase", transitions.RUN_PHASE),
+    _transition_function("phase_status_transition", "status", transitions.PHASE_STATUS),
+    _transition_function("sandbox_status_transition", "status", transitions.SANDBOX_STATUS),
+    Function(
+        "cta_answer_rules",
+        "",
+        "trigger",
+        f"""
+BEGIN
+    IF OLD.responded_at IS NOT NULL
+       AND (NEW.response IS DISTINCT FROM OLD.response
+            OR NEW.responded_at IS DISTINCT FROM OLD.responded_at
+            OR NEW.responded_by IS DISTINCT FROM OLD.responded_by) THEN
+        {
+            _rule(
+                "cta_answered_once",
+                "question % was already answered at %",
+                "OLD.id",
+                "OLD.responded_at",
+            )
+        };
+    END IF;
+    IF NEW.responded_at IS NOT NULL AND OLD.responded_at IS NULL THEN
+        IF OLD.expires_at IS NOT NULL AND OLD.expires_at <= NEW.responded_at THEN
+            {_rule("cta_expired", "question % expired at %", "OLD.id", "OLD.expires_at")};
+        END IF;
+        IF NEW.kind = 'choice' AND NOT (NEW.options @> jsonb_build_array(NEW.response)) THEN
+            {
+            _rule(
+                "choice_not_offered", "% is not one of the options %", "NEW.response", "NEW.options"
+            )
+        };
+        END IF;
+        -- Wakes agent_app.cta.wait() at commit (never sent if the answer rolls back).
+        PERFORM pg_notify('agent_cta', NEW.id::text);
+    END IF;
+    RETURN NEW;
+END
+""",
+    ),
+)
+
 _UPDATED_AT_TABLES = ("sandboxes", "feature_runs", "agents", "budgets", "workspaces")
 
 TRIGGERS: tuple[Trigger, ...] = (
@@ -482,6 +558,25 @@ TRIGGERS: tuple[Trigger, ...] = (
     Trigger("budgets_guard", "budgets", "BEFORE INSERT OR UPDATE", "budgets_guard"),
     Trigger("budgets_before_delete", "budgets", "BEFORE DELETE", "budgets_before_delete"),
     Trigger("checkpoints_guard", "checkpoints", "BEFORE INSERT OR UPDATE", "checkpoints_guard"),
+    Trigger(
+        "run_phase_transition",
+        "feature_runs",
+        "BEFORE UPDATE OF current_phase",
+        "run_phase_transition",
+    ),
+    Trigger(
+        "phase_status_transition",
+        "phase_results",
+        "BEFORE UPDATE OF status",
+        "phase_status_transition",
+    ),
+    Trigger(
+        "sandbox_status_transition",
+        "sandboxes",
+        "BEFORE UPDATE OF status",
+        "sandbox_status_transition",
+    ),
+    Trigger("cta_answer_rules", "cta_events", "BEFORE UPDATE", "cta_answer_rules"),
     Trigger(
         "messages_notify",
         "messages",

@@ -8,7 +8,7 @@ so a failure leaves the database as it was.
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
 from piccolo.engine import engine_finder
 
-ID = "2026-11-22T05:50:34:230496"
+ID = "2026-11-22T06:08:10:235454"
 VERSION = "1.38.0"
 DESCRIPTION = 'Indexes, foreign keys, triggers, the messages identity and table comments that Piccolo cannot declare'
 
@@ -318,6 +318,89 @@ FORWARDS = ['ALTER TABLE agent.messages ALTER COLUMN id DROP DEFAULT;',
  '    RETURN NULL;\n'
  'END\n'
  '$fn$;',
+ 'CREATE OR REPLACE FUNCTION agent.run_phase_transition() RETURNS trigger LANGUAGE plpgsql AS '
+ '$fn$\n'
+ 'BEGIN\n'
+ '    -- Generated from agent_app/transitions.py: the legal changes, one line per status.\n'
+ '    IF NEW.current_phase IS DISTINCT FROM OLD.current_phase AND NOT (CASE OLD.current_phase\n'
+ "        WHEN 'analysis' THEN NEW.current_phase IN ('approaches', 'failed')\n"
+ "        WHEN 'approaches' THEN NEW.current_phase IN ('failed', 'judging')\n"
+ "        WHEN 'judging' THEN NEW.current_phase IN ('failed', 'implementation')\n"
+ "        WHEN 'implementation' THEN NEW.current_phase IN ('failed', 'pr')\n"
+ "        WHEN 'pr' THEN NEW.current_phase IN ('completed', 'failed')\n"
+ "        WHEN 'completed' THEN false\n"
+ "        WHEN 'failed' THEN false\n"
+ '        ELSE false END) THEN\n'
+ "        RAISE EXCEPTION 'run_phase_transition: % -> % is not a legal change', OLD.current_phase, "
+ "NEW.current_phase USING ERRCODE = 'check_violation', CONSTRAINT = 'run_phase_transition', SCHEMA "
+ "= 'agent', TABLE = TG_TABLE_NAME;\n"
+ '    END IF;\n'
+ '    RETURN NEW;\n'
+ 'END\n'
+ '$fn$;',
+ 'CREATE OR REPLACE FUNCTION agent.phase_status_transition() RETURNS trigger LANGUAGE plpgsql AS '
+ '$fn$\n'
+ 'BEGIN\n'
+ '    -- Generated from agent_app/transitions.py: the legal changes, one line per status.\n'
+ '    IF NEW.status IS DISTINCT FROM OLD.status AND NOT (CASE OLD.status\n'
+ "        WHEN 'running' THEN NEW.status IN ('failed', 'passed')\n"
+ "        WHEN 'passed' THEN false\n"
+ "        WHEN 'failed' THEN false\n"
+ '        ELSE false END) THEN\n'
+ "        RAISE EXCEPTION 'phase_status_transition: % -> % is not a legal change', OLD.status, "
+ "NEW.status USING ERRCODE = 'check_violation', CONSTRAINT = 'phase_status_transition', SCHEMA = "
+ "'agent', TABLE = TG_TABLE_NAME;\n"
+ '    END IF;\n'
+ '    RETURN NEW;\n'
+ 'END\n'
+ '$fn$;',
+ 'CREATE OR REPLACE FUNCTION agent.sandbox_status_transition() RETURNS trigger LANGUAGE plpgsql AS '
+ '$fn$\n'
+ 'BEGIN\n'
+ '    -- Generated from agent_app/transitions.py: the legal changes, one line per status.\n'
+ '    IF NEW.status IS DISTINCT FROM OLD.status AND NOT (CASE OLD.status\n'
+ "        WHEN 'pending' THEN NEW.status IN ('aborted', 'failed', 'running')\n"
+ "        WHEN 'running' THEN NEW.status IN ('aborted', 'failed', 'snapshotting', 'stopping')\n"
+ "        WHEN 'snapshotting' THEN NEW.status IN ('aborted', 'failed', 'running', 'stopping')\n"
+ "        WHEN 'stopping' THEN NEW.status IN ('aborted', 'failed', 'stopped')\n"
+ "        WHEN 'stopped' THEN false\n"
+ "        WHEN 'failed' THEN false\n"
+ "        WHEN 'aborted' THEN false\n"
+ '        ELSE false END) THEN\n'
+ "        RAISE EXCEPTION 'sandbox_status_transition: % -> % is not a legal change', OLD.status, "
+ "NEW.status USING ERRCODE = 'check_violation', CONSTRAINT = 'sandbox_status_transition', SCHEMA = "
+ "'agent', TABLE = TG_TABLE_NAME;\n"
+ '    END IF;\n'
+ '    RETURN NEW;\n'
+ 'END\n'
+ '$fn$;',
+ 'CREATE OR REPLACE FUNCTION agent.cta_answer_rules() RETURNS trigger LANGUAGE plpgsql AS $fn$\n'
+ 'BEGIN\n'
+ '    IF OLD.responded_at IS NOT NULL\n'
+ '       AND (NEW.response IS DISTINCT FROM OLD.response\n'
+ '            OR NEW.responded_at IS DISTINCT FROM OLD.responded_at\n'
+ '            OR NEW.responded_by IS DISTINCT FROM OLD.responded_by) THEN\n'
+ "        RAISE EXCEPTION 'cta_answered_once: question % was already answered at %', OLD.id, "
+ "OLD.responded_at USING ERRCODE = 'check_violation', CONSTRAINT = 'cta_answered_once', SCHEMA = "
+ "'agent', TABLE = TG_TABLE_NAME;\n"
+ '    END IF;\n'
+ '    IF NEW.responded_at IS NOT NULL AND OLD.responded_at IS NULL THEN\n'
+ '        IF OLD.expires_at IS NOT NULL AND OLD.expires_at <= NEW.responded_at THEN\n'
+ "            RAISE EXCEPTION 'cta_expired: question % expired at %', OLD.id, OLD.expires_at USING "
+ "ERRCODE = 'check_violation', CONSTRAINT = 'cta_expired', SCHEMA = 'agent', TABLE = "
+ 'TG_TABLE_NAME;\n'
+ '        END IF;\n'
+ "        IF NEW.kind = 'choice' AND NOT (NEW.options @> jsonb_build_array(NEW.response)) THEN\n"
+ "            RAISE EXCEPTION 'choice_not_offered: % is not one of the options %', NEW.response, "
+ "NEW.options USING ERRCODE = 'check_violation', CONSTRAINT = 'choice_not_offered', SCHEMA = "
+ "'agent', TABLE = TG_TABLE_NAME;\n"
+ '        END IF;\n'
+ '        -- Wakes agent_app.cta.wait() at commit (never sent if the answer rolls back).\n'
+ "        PERFORM pg_notify('agent_cta', NEW.id::text);\n"
+ '    END IF;\n'
+ '    RETURN NEW;\n'
+ 'END\n'
+ '$fn$;',
  'CREATE TRIGGER sandboxes_set_updated_at BEFORE UPDATE ON agent.sandboxes FOR EACH ROW EXECUTE '
  'FUNCTION agent.set_updated_at();',
  'CREATE TRIGGER feature_runs_set_updated_at BEFORE UPDATE ON agent.feature_runs FOR EACH ROW '
@@ -345,6 +428,14 @@ FORWARDS = ['ALTER TABLE agent.messages ALTER COLUMN id DROP DEFAULT;',
  'FUNCTION agent.budgets_before_delete();',
  'CREATE TRIGGER checkpoints_guard BEFORE INSERT OR UPDATE ON agent.checkpoints FOR EACH ROW '
  'EXECUTE FUNCTION agent.checkpoints_guard();',
+ 'CREATE TRIGGER run_phase_transition BEFORE UPDATE OF current_phase ON agent.feature_runs FOR '
+ 'EACH ROW EXECUTE FUNCTION agent.run_phase_transition();',
+ 'CREATE TRIGGER phase_status_transition BEFORE UPDATE OF status ON agent.phase_results FOR EACH '
+ 'ROW EXECUTE FUNCTION agent.phase_status_transition();',
+ 'CREATE TRIGGER sandbox_status_transition BEFORE UPDATE OF status ON agent.sandboxes FOR EACH ROW '
+ 'EXECUTE FUNCTION agent.sandbox_status_transition();',
+ 'CREATE TRIGGER cta_answer_rules BEFORE UPDATE ON agent.cta_events FOR EACH ROW EXECUTE FUNCTION '
+ 'agent.cta_answer_rules();',
  'CREATE TRIGGER messages_notify AFTER INSERT ON agent.messages REFERENCING NEW TABLE AS new_rows '
  'FOR EACH STATEMENT EXECUTE FUNCTION agent.messages_notify();',
  "COMMENT ON TABLE agent.sandboxes IS 'An isolated environment (container or VM) in which agents "
@@ -387,6 +478,10 @@ FORWARDS = ['ALTER TABLE agent.messages ALTER COLUMN id DROP DEFAULT;',
  "ancestry is one indexed lookup.';"]
 
 BACKWARDS = ['DROP TRIGGER IF EXISTS messages_notify ON agent.messages;',
+ 'DROP TRIGGER IF EXISTS cta_answer_rules ON agent.cta_events;',
+ 'DROP TRIGGER IF EXISTS sandbox_status_transition ON agent.sandboxes;',
+ 'DROP TRIGGER IF EXISTS phase_status_transition ON agent.phase_results;',
+ 'DROP TRIGGER IF EXISTS run_phase_transition ON agent.feature_runs;',
  'DROP TRIGGER IF EXISTS checkpoints_guard ON agent.checkpoints;',
  'DROP TRIGGER IF EXISTS budgets_before_delete ON agent.budgets;',
  'DROP TRIGGER IF EXISTS budgets_guard ON agent.budgets;',
@@ -400,6 +495,10 @@ BACKWARDS = ['DROP TRIGGER IF EXISTS messages_notify ON agent.messages;',
  'DROP TRIGGER IF EXISTS agents_set_updated_at ON agent.agents;',
  'DROP TRIGGER IF EXISTS feature_runs_set_updated_at ON agent.feature_runs;',
  'DROP TRIGGER IF EXISTS sandboxes_set_updated_at ON agent.sandboxes;',
+ 'DROP FUNCTION IF EXISTS agent.cta_answer_rules();',
+ 'DROP FUNCTION IF EXISTS agent.sandbox_status_transition();',
+ 'DROP FUNCTION IF EXISTS agent.phase_status_transition();',
+ 'DROP FUNCTION IF EXISTS agent.run_phase_transition();',
  'DROP FUNCTION IF EXISTS agent.messages_notify();',
  'DROP FUNCTION IF EXISTS agent.raise_rule(rule text, message text);',
  'DROP FUNCTION IF EXISTS agent.checkpoints_guard();',

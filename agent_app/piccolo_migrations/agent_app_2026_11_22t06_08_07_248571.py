@@ -108,7 +108,7 @@ class Sandbox(Table, tablename="sandboxes", schema="agent"):
     )
 
 
-ID = "2026-11-22T05:50:31:949176"
+ID = "2026-11-22T06:08:07:248571"
 VERSION = "1.38.0"
 DESCRIPTION = "True"
 
@@ -119,73 +119,12 @@ async def forwards():
     )
 
     manager.add_table(
-        class_name="Message", tablename="messages", schema="agent", columns=None
-    )
-
-    manager.add_table(
-        class_name="Sandbox", tablename="sandboxes", schema="agent", columns=None
-    )
-
-    manager.add_table(
-        class_name="AgentInvocation",
-        tablename="agent_invocations",
-        schema="agent",
-        columns=None,
-    )
-
-    manager.add_table(
-        class_name="CtaEvent",
-        tablename="cta_events",
-        schema="agent",
-        columns=None,
-    )
-
-    manager.add_table(
-        class_name="FeatureRun",
-        tablename="feature_runs",
-        schema="agent",
-        columns=None,
-    )
-
-    manager.add_table(
-        class_name="ToolCall",
-        tablename="tool_calls",
-        schema="agent",
-        columns=None,
-    )
-
-    manager.add_table(
-        class_name="Budget", tablename="budgets", schema="agent", columns=None
-    )
-
-    manager.add_table(
         class_name="Agent", tablename="agents", schema="agent", columns=None
-    )
-
-    manager.add_table(
-        class_name="MemoryRecord",
-        tablename="memory_records",
-        schema="agent",
-        columns=None,
-    )
-
-    manager.add_table(
-        class_name="Workspace",
-        tablename="workspaces",
-        schema="agent",
-        columns=None,
     )
 
     manager.add_table(
         class_name="SandboxSnapshot",
         tablename="sandbox_snapshots",
-        schema="agent",
-        columns=None,
-    )
-
-    manager.add_table(
-        class_name="AgentStep",
-        tablename="agent_steps",
         schema="agent",
         columns=None,
     )
@@ -198,6 +137,42 @@ async def forwards():
     )
 
     manager.add_table(
+        class_name="Checkpoint",
+        tablename="checkpoints",
+        schema="agent",
+        columns=None,
+    )
+
+    manager.add_table(
+        class_name="Workspace",
+        tablename="workspaces",
+        schema="agent",
+        columns=None,
+    )
+
+    manager.add_table(
+        class_name="AgentStep",
+        tablename="agent_steps",
+        schema="agent",
+        columns=None,
+    )
+
+    manager.add_table(
+        class_name="Message", tablename="messages", schema="agent", columns=None
+    )
+
+    manager.add_table(
+        class_name="FeatureRun",
+        tablename="feature_runs",
+        schema="agent",
+        columns=None,
+    )
+
+    manager.add_table(
+        class_name="Sandbox", tablename="sandboxes", schema="agent", columns=None
+    )
+
+    manager.add_table(
         class_name="PhaseResult",
         tablename="phase_results",
         schema="agent",
@@ -205,10 +180,1310 @@ async def forwards():
     )
 
     manager.add_table(
-        class_name="Checkpoint",
-        tablename="checkpoints",
+        class_name="AgentInvocation",
+        tablename="agent_invocations",
         schema="agent",
         columns=None,
+    )
+
+    manager.add_table(
+        class_name="ToolCall",
+        tablename="tool_calls",
+        schema="agent",
+        columns=None,
+    )
+
+    manager.add_table(
+        class_name="CtaEvent",
+        tablename="cta_events",
+        schema="agent",
+        columns=None,
+    )
+
+    manager.add_table(
+        class_name="Budget", tablename="budgets", schema="agent", columns=None
+    )
+
+    manager.add_table(
+        class_name="MemoryRecord",
+        tablename="memory_records",
+        schema="agent",
+        columns=None,
+    )
+
+    manager.add_column(
+        table_class_name="Agent",
+        tablename="agents",
+        column_name="id",
+        db_column_name="id",
+        column_class_name="UUID",
+        column_class=UUID,
+        params={
+            "default": UUID4(),
+            "null": False,
+            "primary_key": True,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Agent",
+        tablename="agents",
+        column_name="run_id",
+        db_column_name="run_id",
+        column_class_name="ForeignKey",
+        column_class=ForeignKey,
+        params={
+            "references": FeatureRun,
+            "on_delete": OnDelete.cascade,
+            "on_update": OnUpdate.cascade,
+            "target_column": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Agent",
+        tablename="agents",
+        column_name="parent_id",
+        db_column_name="parent_id",
+        column_class_name="ForeignKey",
+        column_class=ForeignKey,
+        params={
+            "references": "self",
+            "on_delete": OnDelete.no_action,
+            "on_update": OnUpdate.cascade,
+            "target_column": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Agent",
+        tablename="agents",
+        column_name="depth_level",
+        db_column_name="depth_level",
+        column_class_name="Integer",
+        column_class=Integer,
+        params={
+            "default": 0,
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Agent",
+        tablename="agents",
+        column_name="agent_type",
+        db_column_name="agent_type",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 255,
+            "default": "",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": Enum(
+                "AgentType",
+                {
+                    "orchestrator": "orchestrator",
+                    "explorer": "explorer",
+                    "coder": "coder",
+                    "judge": "judge",
+                    "meta_judge": "meta_judge",
+                },
+            ),
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Agent",
+        tablename="agents",
+        column_name="name",
+        db_column_name="name",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 255,
+            "default": "",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Agent",
+        tablename="agents",
+        column_name="status",
+        db_column_name="status",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 255,
+            "default": "pending",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": Enum(
+                "AgentStatus",
+                {
+                    "pending": "pending",
+                    "running": "running",
+                    "waiting": "waiting",
+                    "completed": "completed",
+                    "failed": "failed",
+                    "terminated": "terminated",
+                },
+            ),
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Agent",
+        tablename="agents",
+        column_name="created_at",
+        db_column_name="created_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": TimestamptzNow(),
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Agent",
+        tablename="agents",
+        column_name="updated_at",
+        db_column_name="updated_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": TimestamptzNow(),
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Agent",
+        tablename="agents",
+        column_name="finished_at",
+        db_column_name="finished_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="SandboxSnapshot",
+        tablename="sandbox_snapshots",
+        column_name="id",
+        db_column_name="id",
+        column_class_name="UUID",
+        column_class=UUID,
+        params={
+            "default": UUID4(),
+            "null": False,
+            "primary_key": True,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="SandboxSnapshot",
+        tablename="sandbox_snapshots",
+        column_name="sandbox_id",
+        db_column_name="sandbox_id",
+        column_class_name="ForeignKey",
+        column_class=ForeignKey,
+        params={
+            "references": Sandbox,
+            "on_delete": OnDelete.no_action,
+            "on_update": OnUpdate.cascade,
+            "target_column": None,
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="SandboxSnapshot",
+        tablename="sandbox_snapshots",
+        column_name="status",
+        db_column_name="status",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 255,
+            "default": "created",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": Enum(
+                "SnapshotStatus",
+                {"created": "created", "deleted": "deleted", "failed": "failed"},
+            ),
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="SandboxSnapshot",
+        tablename="sandbox_snapshots",
+        column_name="external_id",
+        db_column_name="external_id",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 255,
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="SandboxSnapshot",
+        tablename="sandbox_snapshots",
+        column_name="size_bytes",
+        db_column_name="size_bytes",
+        column_class_name="BigInt",
+        column_class=BigInt,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="SandboxSnapshot",
+        tablename="sandbox_snapshots",
+        column_name="metadata",
+        db_column_name="metadata",
+        column_class_name="JSONB",
+        column_class=JSONB,
+        params={
+            "default": "{}",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="SandboxSnapshot",
+        tablename="sandbox_snapshots",
+        column_name="created_at",
+        db_column_name="created_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": TimestamptzNow(),
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="SandboxSnapshot",
+        tablename="sandbox_snapshots",
+        column_name="deleted_at",
+        db_column_name="deleted_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Hierarchy",
+        tablename="hierarchies",
+        column_name="id",
+        db_column_name="id",
+        column_class_name="UUID",
+        column_class=UUID,
+        params={
+            "default": UUID4(),
+            "null": False,
+            "primary_key": True,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Hierarchy",
+        tablename="hierarchies",
+        column_name="parent_id",
+        db_column_name="parent_id",
+        column_class_name="ForeignKey",
+        column_class=ForeignKey,
+        params={
+            "references": Agent,
+            "on_delete": OnDelete.cascade,
+            "on_update": OnUpdate.cascade,
+            "target_column": None,
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Hierarchy",
+        tablename="hierarchies",
+        column_name="child_id",
+        db_column_name="child_id",
+        column_class_name="ForeignKey",
+        column_class=ForeignKey,
+        params={
+            "references": Agent,
+            "on_delete": OnDelete.cascade,
+            "on_update": OnUpdate.cascade,
+            "target_column": None,
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Hierarchy",
+        tablename="hierarchies",
+        column_name="depth",
+        db_column_name="depth",
+        column_class_name="Integer",
+        column_class=Integer,
+        params={
+            "default": 1,
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Checkpoint",
+        tablename="checkpoints",
+        column_name="id",
+        db_column_name="id",
+        column_class_name="UUID",
+        column_class=UUID,
+        params={
+            "default": UUID4(),
+            "null": False,
+            "primary_key": True,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Checkpoint",
+        tablename="checkpoints",
+        column_name="agent_id",
+        db_column_name="agent_id",
+        column_class_name="ForeignKey",
+        column_class=ForeignKey,
+        params={
+            "references": Agent,
+            "on_delete": OnDelete.cascade,
+            "on_update": OnUpdate.cascade,
+            "target_column": None,
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Checkpoint",
+        tablename="checkpoints",
+        column_name="sequence",
+        db_column_name="sequence",
+        column_class_name="Integer",
+        column_class=Integer,
+        params={
+            "default": 1,
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Checkpoint",
+        tablename="checkpoints",
+        column_name="parent_checkpoint_id",
+        db_column_name="parent_checkpoint_id",
+        column_class_name="ForeignKey",
+        column_class=ForeignKey,
+        params={
+            "references": "self",
+            "on_delete": OnDelete.set_null,
+            "on_update": OnUpdate.cascade,
+            "target_column": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Checkpoint",
+        tablename="checkpoints",
+        column_name="state_snapshot",
+        db_column_name="state_snapshot",
+        column_class_name="JSONB",
+        column_class=JSONB,
+        params={
+            "default": "{}",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Checkpoint",
+        tablename="checkpoints",
+        column_name="state_hash",
+        db_column_name="state_hash",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 255,
+            "default": "",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Checkpoint",
+        tablename="checkpoints",
+        column_name="schema_version",
+        db_column_name="schema_version",
+        column_class_name="Integer",
+        column_class=Integer,
+        params={
+            "default": 1,
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Checkpoint",
+        tablename="checkpoints",
+        column_name="label",
+        db_column_name="label",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 255,
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Checkpoint",
+        tablename="checkpoints",
+        column_name="created_at",
+        db_column_name="created_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": TimestamptzNow(),
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Workspace",
+        tablename="workspaces",
+        column_name="id",
+        db_column_name="id",
+        column_class_name="UUID",
+        column_class=UUID,
+        params={
+            "default": UUID4(),
+            "null": False,
+            "primary_key": True,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Workspace",
+        tablename="workspaces",
+        column_name="agent_id",
+        db_column_name="agent_id",
+        column_class_name="ForeignKey",
+        column_class=ForeignKey,
+        params={
+            "references": Agent,
+            "on_delete": OnDelete.cascade,
+            "on_update": OnUpdate.cascade,
+            "target_column": None,
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Workspace",
+        tablename="workspaces",
+        column_name="sandbox_id",
+        db_column_name="sandbox_id",
+        column_class_name="ForeignKey",
+        column_class=ForeignKey,
+        params={
+            "references": Sandbox,
+            "on_delete": OnDelete.no_action,
+            "on_update": OnUpdate.cascade,
+            "target_column": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Workspace",
+        tablename="workspaces",
+        column_name="worktree_path",
+        db_column_name="worktree_path",
+        column_class_name="Text",
+        column_class=Text,
+        params={
+            "default": "",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Workspace",
+        tablename="workspaces",
+        column_name="branch_name",
+        db_column_name="branch_name",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 255,
+            "default": "",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Workspace",
+        tablename="workspaces",
+        column_name="base_ref",
+        db_column_name="base_ref",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 255,
+            "default": "",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Workspace",
+        tablename="workspaces",
+        column_name="head_commit",
+        db_column_name="head_commit",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 255,
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Workspace",
+        tablename="workspaces",
+        column_name="status",
+        db_column_name="status",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 255,
+            "default": "active",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": Enum(
+                "WorkspaceStatus", {"active": "active", "released": "released"}
+            ),
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Workspace",
+        tablename="workspaces",
+        column_name="created_at",
+        db_column_name="created_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": TimestamptzNow(),
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Workspace",
+        tablename="workspaces",
+        column_name="updated_at",
+        db_column_name="updated_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": TimestamptzNow(),
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Workspace",
+        tablename="workspaces",
+        column_name="released_at",
+        db_column_name="released_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="AgentStep",
+        tablename="agent_steps",
+        column_name="id",
+        db_column_name="id",
+        column_class_name="UUID",
+        column_class=UUID,
+        params={
+            "default": UUID4(),
+            "null": False,
+            "primary_key": True,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="AgentStep",
+        tablename="agent_steps",
+        column_name="invocation_id",
+        db_column_name="invocation_id",
+        column_class_name="ForeignKey",
+        column_class=ForeignKey,
+        params={
+            "references": AgentInvocation,
+            "on_delete": OnDelete.cascade,
+            "on_update": OnUpdate.cascade,
+            "target_column": None,
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="AgentStep",
+        tablename="agent_steps",
+        column_name="step_number",
+        db_column_name="step_number",
+        column_class_name="Integer",
+        column_class=Integer,
+        params={
+            "default": 0,
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="AgentStep",
+        tablename="agent_steps",
+        column_name="finish_reason",
+        db_column_name="finish_reason",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 255,
+            "default": "",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": Enum(
+                "FinishReason",
+                {
+                    "stop": "stop",
+                    "length": "length",
+                    "content_filter": "content-filter",
+                    "tool_calls": "tool-calls",
+                    "error": "error",
+                    "other": "other",
+                },
+            ),
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="AgentStep",
+        tablename="agent_steps",
+        column_name="raw_finish_reason",
+        db_column_name="raw_finish_reason",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 255,
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="AgentStep",
+        tablename="agent_steps",
+        column_name="text",
+        db_column_name="text",
+        column_class_name="Text",
+        column_class=Text,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="AgentStep",
+        tablename="agent_steps",
+        column_name="reasoning",
+        db_column_name="reasoning",
+        column_class_name="Text",
+        column_class=Text,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="AgentStep",
+        tablename="agent_steps",
+        column_name="input_tokens",
+        db_column_name="input_tokens",
+        column_class_name="Integer",
+        column_class=Integer,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="AgentStep",
+        tablename="agent_steps",
+        column_name="output_tokens",
+        db_column_name="output_tokens",
+        column_class_name="Integer",
+        column_class=Integer,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="AgentStep",
+        tablename="agent_steps",
+        column_name="cached_input_tokens",
+        db_column_name="cached_input_tokens",
+        column_class_name="Integer",
+        column_class=Integer,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="AgentStep",
+        tablename="agent_steps",
+        column_name="reasoning_tokens",
+        db_column_name="reasoning_tokens",
+        column_class_name="Integer",
+        column_class=Integer,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="AgentStep",
+        tablename="agent_steps",
+        column_name="cost_usd",
+        db_column_name="cost_usd",
+        column_class_name="Numeric",
+        column_class=Numeric,
+        params={
+            "default": None,
+            "digits": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="AgentStep",
+        tablename="agent_steps",
+        column_name="response_metadata",
+        db_column_name="response_metadata",
+        column_class_name="JSONB",
+        column_class=JSONB,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="AgentStep",
+        tablename="agent_steps",
+        column_name="started_at",
+        db_column_name="started_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": TimestamptzNow(),
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="AgentStep",
+        tablename="agent_steps",
+        column_name="finished_at",
+        db_column_name="finished_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
     )
 
     manager.add_column(
@@ -589,6 +1864,297 @@ async def forwards():
     )
 
     manager.add_column(
+        table_class_name="FeatureRun",
+        tablename="feature_runs",
+        column_name="id",
+        db_column_name="id",
+        column_class_name="UUID",
+        column_class=UUID,
+        params={
+            "default": UUID4(),
+            "null": False,
+            "primary_key": True,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="FeatureRun",
+        tablename="feature_runs",
+        column_name="title",
+        db_column_name="title",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 255,
+            "default": "",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="FeatureRun",
+        tablename="feature_runs",
+        column_name="request",
+        db_column_name="request",
+        column_class_name="Text",
+        column_class=Text,
+        params={
+            "default": "",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="FeatureRun",
+        tablename="feature_runs",
+        column_name="repo_url",
+        db_column_name="repo_url",
+        column_class_name="Text",
+        column_class=Text,
+        params={
+            "default": "",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="FeatureRun",
+        tablename="feature_runs",
+        column_name="base_branch",
+        db_column_name="base_branch",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 255,
+            "default": "main",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="FeatureRun",
+        tablename="feature_runs",
+        column_name="current_phase",
+        db_column_name="current_phase",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 255,
+            "default": "analysis",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": Enum(
+                "FeaturePhase",
+                {
+                    "analysis": "analysis",
+                    "approaches": "approaches",
+                    "judging": "judging",
+                    "implementation": "implementation",
+                    "pr": "pr",
+                    "completed": "completed",
+                    "failed": "failed",
+                },
+            ),
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="FeatureRun",
+        tablename="feature_runs",
+        column_name="sandbox_id",
+        db_column_name="sandbox_id",
+        column_class_name="ForeignKey",
+        column_class=ForeignKey,
+        params={
+            "references": Sandbox,
+            "on_delete": OnDelete.no_action,
+            "on_update": OnUpdate.cascade,
+            "target_column": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="FeatureRun",
+        tablename="feature_runs",
+        column_name="branch_name",
+        db_column_name="branch_name",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 255,
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="FeatureRun",
+        tablename="feature_runs",
+        column_name="pr_url",
+        db_column_name="pr_url",
+        column_class_name="Text",
+        column_class=Text,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="FeatureRun",
+        tablename="feature_runs",
+        column_name="error",
+        db_column_name="error",
+        column_class_name="Text",
+        column_class=Text,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="FeatureRun",
+        tablename="feature_runs",
+        column_name="created_at",
+        db_column_name="created_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": TimestamptzNow(),
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="FeatureRun",
+        tablename="feature_runs",
+        column_name="updated_at",
+        db_column_name="updated_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": TimestamptzNow(),
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="FeatureRun",
+        tablename="feature_runs",
+        column_name="completed_at",
+        db_column_name="completed_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
         table_class_name="Sandbox",
         tablename="sandboxes",
         column_name="id",
@@ -868,6 +2434,235 @@ async def forwards():
         tablename="sandboxes",
         column_name="stopped_at",
         db_column_name="stopped_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="PhaseResult",
+        tablename="phase_results",
+        column_name="id",
+        db_column_name="id",
+        column_class_name="UUID",
+        column_class=UUID,
+        params={
+            "default": UUID4(),
+            "null": False,
+            "primary_key": True,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="PhaseResult",
+        tablename="phase_results",
+        column_name="run_id",
+        db_column_name="run_id",
+        column_class_name="ForeignKey",
+        column_class=ForeignKey,
+        params={
+            "references": FeatureRun,
+            "on_delete": OnDelete.cascade,
+            "on_update": OnUpdate.cascade,
+            "target_column": None,
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="PhaseResult",
+        tablename="phase_results",
+        column_name="phase",
+        db_column_name="phase",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 255,
+            "default": "",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": Enum(
+                "FeaturePhase",
+                {
+                    "analysis": "analysis",
+                    "approaches": "approaches",
+                    "judging": "judging",
+                    "implementation": "implementation",
+                    "pr": "pr",
+                    "completed": "completed",
+                    "failed": "failed",
+                },
+            ),
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="PhaseResult",
+        tablename="phase_results",
+        column_name="status",
+        db_column_name="status",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 255,
+            "default": "running",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": Enum(
+                "PhaseStatus",
+                {"running": "running", "passed": "passed", "failed": "failed"},
+            ),
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="PhaseResult",
+        tablename="phase_results",
+        column_name="attempt",
+        db_column_name="attempt",
+        column_class_name="Integer",
+        column_class=Integer,
+        params={
+            "default": 1,
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="PhaseResult",
+        tablename="phase_results",
+        column_name="summary",
+        db_column_name="summary",
+        column_class_name="Text",
+        column_class=Text,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="PhaseResult",
+        tablename="phase_results",
+        column_name="output",
+        db_column_name="output",
+        column_class_name="JSONB",
+        column_class=JSONB,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="PhaseResult",
+        tablename="phase_results",
+        column_name="error",
+        db_column_name="error",
+        column_class_name="Text",
+        column_class=Text,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="PhaseResult",
+        tablename="phase_results",
+        column_name="started_at",
+        db_column_name="started_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": TimestamptzNow(),
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="PhaseResult",
+        tablename="phase_results",
+        column_name="finished_at",
+        db_column_name="finished_at",
         column_class_name="Timestamptz",
         column_class=Timestamptz,
         params={
@@ -1256,6 +3051,256 @@ async def forwards():
     )
 
     manager.add_column(
+        table_class_name="ToolCall",
+        tablename="tool_calls",
+        column_name="id",
+        db_column_name="id",
+        column_class_name="UUID",
+        column_class=UUID,
+        params={
+            "default": UUID4(),
+            "null": False,
+            "primary_key": True,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="ToolCall",
+        tablename="tool_calls",
+        column_name="step_id",
+        db_column_name="step_id",
+        column_class_name="ForeignKey",
+        column_class=ForeignKey,
+        params={
+            "references": AgentStep,
+            "on_delete": OnDelete.cascade,
+            "on_update": OnUpdate.cascade,
+            "target_column": None,
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="ToolCall",
+        tablename="tool_calls",
+        column_name="invocation_id",
+        db_column_name="invocation_id",
+        column_class_name="ForeignKey",
+        column_class=ForeignKey,
+        params={
+            "references": AgentInvocation,
+            "on_delete": OnDelete.cascade,
+            "on_update": OnUpdate.cascade,
+            "target_column": None,
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="ToolCall",
+        tablename="tool_calls",
+        column_name="tool_call_id",
+        db_column_name="tool_call_id",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 255,
+            "default": "",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="ToolCall",
+        tablename="tool_calls",
+        column_name="tool_name",
+        db_column_name="tool_name",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 255,
+            "default": "",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="ToolCall",
+        tablename="tool_calls",
+        column_name="input",
+        db_column_name="input",
+        column_class_name="JSONB",
+        column_class=JSONB,
+        params={
+            "default": "{}",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="ToolCall",
+        tablename="tool_calls",
+        column_name="output_type",
+        db_column_name="output_type",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 255,
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": Enum(
+                "ToolOutputType",
+                {
+                    "text": "text",
+                    "json": "json",
+                    "execution_denied": "execution-denied",
+                    "error_text": "error-text",
+                    "error_json": "error-json",
+                    "content": "content",
+                },
+            ),
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="ToolCall",
+        tablename="tool_calls",
+        column_name="output",
+        db_column_name="output",
+        column_class_name="JSONB",
+        column_class=JSONB,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="ToolCall",
+        tablename="tool_calls",
+        column_name="provider_executed",
+        db_column_name="provider_executed",
+        column_class_name="Boolean",
+        column_class=Boolean,
+        params={
+            "default": False,
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="ToolCall",
+        tablename="tool_calls",
+        column_name="started_at",
+        db_column_name="started_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": TimestamptzNow(),
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="ToolCall",
+        tablename="tool_calls",
+        column_name="finished_at",
+        db_column_name="finished_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
         table_class_name="CtaEvent",
         tablename="cta_events",
         column_name="id",
@@ -1507,547 +3552,6 @@ async def forwards():
     )
 
     manager.add_column(
-        table_class_name="FeatureRun",
-        tablename="feature_runs",
-        column_name="id",
-        db_column_name="id",
-        column_class_name="UUID",
-        column_class=UUID,
-        params={
-            "default": UUID4(),
-            "null": False,
-            "primary_key": True,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="FeatureRun",
-        tablename="feature_runs",
-        column_name="title",
-        db_column_name="title",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 255,
-            "default": "",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="FeatureRun",
-        tablename="feature_runs",
-        column_name="request",
-        db_column_name="request",
-        column_class_name="Text",
-        column_class=Text,
-        params={
-            "default": "",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="FeatureRun",
-        tablename="feature_runs",
-        column_name="repo_url",
-        db_column_name="repo_url",
-        column_class_name="Text",
-        column_class=Text,
-        params={
-            "default": "",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="FeatureRun",
-        tablename="feature_runs",
-        column_name="base_branch",
-        db_column_name="base_branch",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 255,
-            "default": "main",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="FeatureRun",
-        tablename="feature_runs",
-        column_name="current_phase",
-        db_column_name="current_phase",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 255,
-            "default": "analysis",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": Enum(
-                "FeaturePhase",
-                {
-                    "analysis": "analysis",
-                    "approaches": "approaches",
-                    "judging": "judging",
-                    "implementation": "implementation",
-                    "pr": "pr",
-                    "completed": "completed",
-                    "failed": "failed",
-                },
-            ),
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="FeatureRun",
-        tablename="feature_runs",
-        column_name="sandbox_id",
-        db_column_name="sandbox_id",
-        column_class_name="ForeignKey",
-        column_class=ForeignKey,
-        params={
-            "references": Sandbox,
-            "on_delete": OnDelete.no_action,
-            "on_update": OnUpdate.cascade,
-            "target_column": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="FeatureRun",
-        tablename="feature_runs",
-        column_name="branch_name",
-        db_column_name="branch_name",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 255,
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="FeatureRun",
-        tablename="feature_runs",
-        column_name="pr_url",
-        db_column_name="pr_url",
-        column_class_name="Text",
-        column_class=Text,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="FeatureRun",
-        tablename="feature_runs",
-        column_name="error",
-        db_column_name="error",
-        column_class_name="Text",
-        column_class=Text,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="FeatureRun",
-        tablename="feature_runs",
-        column_name="created_at",
-        db_column_name="created_at",
-        column_class_name="Timestamptz",
-        column_class=Timestamptz,
-        params={
-            "default": TimestamptzNow(),
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="FeatureRun",
-        tablename="feature_runs",
-        column_name="updated_at",
-        db_column_name="updated_at",
-        column_class_name="Timestamptz",
-        column_class=Timestamptz,
-        params={
-            "default": TimestamptzNow(),
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="FeatureRun",
-        tablename="feature_runs",
-        column_name="completed_at",
-        db_column_name="completed_at",
-        column_class_name="Timestamptz",
-        column_class=Timestamptz,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="ToolCall",
-        tablename="tool_calls",
-        column_name="id",
-        db_column_name="id",
-        column_class_name="UUID",
-        column_class=UUID,
-        params={
-            "default": UUID4(),
-            "null": False,
-            "primary_key": True,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="ToolCall",
-        tablename="tool_calls",
-        column_name="step_id",
-        db_column_name="step_id",
-        column_class_name="ForeignKey",
-        column_class=ForeignKey,
-        params={
-            "references": AgentStep,
-            "on_delete": OnDelete.cascade,
-            "on_update": OnUpdate.cascade,
-            "target_column": None,
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="ToolCall",
-        tablename="tool_calls",
-        column_name="invocation_id",
-        db_column_name="invocation_id",
-        column_class_name="ForeignKey",
-        column_class=ForeignKey,
-        params={
-            "references": AgentInvocation,
-            "on_delete": OnDelete.cascade,
-            "on_update": OnUpdate.cascade,
-            "target_column": None,
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="ToolCall",
-        tablename="tool_calls",
-        column_name="tool_call_id",
-        db_column_name="tool_call_id",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 255,
-            "default": "",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="ToolCall",
-        tablename="tool_calls",
-        column_name="tool_name",
-        db_column_name="tool_name",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 255,
-            "default": "",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="ToolCall",
-        tablename="tool_calls",
-        column_name="input",
-        db_column_name="input",
-        column_class_name="JSONB",
-        column_class=JSONB,
-        params={
-            "default": "{}",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="ToolCall",
-        tablename="tool_calls",
-        column_name="output_type",
-        db_column_name="output_type",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 255,
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": Enum(
-                "ToolOutputType",
-                {
-                    "text": "text",
-                    "json": "json",
-                    "execution_denied": "execution-denied",
-                    "error_text": "error-text",
-                    "error_json": "error-json",
-                    "content": "content",
-                },
-            ),
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="ToolCall",
-        tablename="tool_calls",
-        column_name="output",
-        db_column_name="output",
-        column_class_name="JSONB",
-        column_class=JSONB,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="ToolCall",
-        tablename="tool_calls",
-        column_name="provider_executed",
-        db_column_name="provider_executed",
-        column_class_name="Boolean",
-        column_class=Boolean,
-        params={
-            "default": False,
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="ToolCall",
-        tablename="tool_calls",
-        column_name="started_at",
-        db_column_name="started_at",
-        column_class_name="Timestamptz",
-        column_class=Timestamptz,
-        params={
-            "default": TimestamptzNow(),
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="ToolCall",
-        tablename="tool_calls",
-        column_name="finished_at",
-        db_column_name="finished_at",
-        column_class_name="Timestamptz",
-        column_class=Timestamptz,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
         table_class_name="Budget",
         tablename="budgets",
         column_name="id",
@@ -2218,244 +3722,6 @@ async def forwards():
         params={
             "default": TimestamptzNow(),
             "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Agent",
-        tablename="agents",
-        column_name="id",
-        db_column_name="id",
-        column_class_name="UUID",
-        column_class=UUID,
-        params={
-            "default": UUID4(),
-            "null": False,
-            "primary_key": True,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Agent",
-        tablename="agents",
-        column_name="run_id",
-        db_column_name="run_id",
-        column_class_name="ForeignKey",
-        column_class=ForeignKey,
-        params={
-            "references": FeatureRun,
-            "on_delete": OnDelete.cascade,
-            "on_update": OnUpdate.cascade,
-            "target_column": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Agent",
-        tablename="agents",
-        column_name="parent_id",
-        db_column_name="parent_id",
-        column_class_name="ForeignKey",
-        column_class=ForeignKey,
-        params={
-            "references": "self",
-            "on_delete": OnDelete.no_action,
-            "on_update": OnUpdate.cascade,
-            "target_column": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Agent",
-        tablename="agents",
-        column_name="depth_level",
-        db_column_name="depth_level",
-        column_class_name="Integer",
-        column_class=Integer,
-        params={
-            "default": 0,
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Agent",
-        tablename="agents",
-        column_name="agent_type",
-        db_column_name="agent_type",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 255,
-            "default": "",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": Enum(
-                "AgentType",
-                {
-                    "orchestrator": "orchestrator",
-                    "explorer": "explorer",
-                    "coder": "coder",
-                    "judge": "judge",
-                    "meta_judge": "meta_judge",
-                },
-            ),
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Agent",
-        tablename="agents",
-        column_name="name",
-        db_column_name="name",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 255,
-            "default": "",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Agent",
-        tablename="agents",
-        column_name="status",
-        db_column_name="status",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 255,
-            "default": "pending",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": Enum(
-                "AgentStatus",
-                {
-                    "pending": "pending",
-                    "running": "running",
-                    "waiting": "waiting",
-                    "completed": "completed",
-                    "failed": "failed",
-                    "terminated": "terminated",
-                },
-            ),
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Agent",
-        tablename="agents",
-        column_name="created_at",
-        db_column_name="created_at",
-        column_class_name="Timestamptz",
-        column_class=Timestamptz,
-        params={
-            "default": TimestamptzNow(),
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Agent",
-        tablename="agents",
-        column_name="updated_at",
-        db_column_name="updated_at",
-        column_class_name="Timestamptz",
-        column_class=Timestamptz,
-        params={
-            "default": TimestamptzNow(),
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Agent",
-        tablename="agents",
-        column_name="finished_at",
-        db_column_name="finished_at",
-        column_class_name="Timestamptz",
-        column_class=Timestamptz,
-        params={
-            "default": None,
-            "null": True,
             "primary_key": False,
             "unique": False,
             "index": False,
@@ -2674,1268 +3940,186 @@ async def forwards():
         schema="agent",
     )
 
-    manager.add_column(
-        table_class_name="Workspace",
-        tablename="workspaces",
-        column_name="id",
-        db_column_name="id",
-        column_class_name="UUID",
-        column_class=UUID,
+    manager.add_constraint(
+        table_class_name="Agent",
+        tablename="agents",
+        constraint_name="agent_type_enum",
+        constraint_class=Check,
         params={
-            "default": UUID4(),
-            "null": False,
-            "primary_key": True,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
+            "condition": "agent_type IN ('orchestrator', 'explorer', 'coder', 'judge', 'meta_judge')"
         },
         schema="agent",
     )
 
-    manager.add_column(
-        table_class_name="Workspace",
-        tablename="workspaces",
-        column_name="agent_id",
-        db_column_name="agent_id",
-        column_class_name="ForeignKey",
-        column_class=ForeignKey,
+    manager.add_constraint(
+        table_class_name="Agent",
+        tablename="agents",
+        constraint_name="status_enum",
+        constraint_class=Check,
         params={
-            "references": Agent,
-            "on_delete": OnDelete.cascade,
-            "on_update": OnUpdate.cascade,
-            "target_column": None,
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
+            "condition": "status IN ('pending', 'running', 'waiting', 'completed', 'failed', 'terminated')"
         },
         schema="agent",
     )
 
-    manager.add_column(
-        table_class_name="Workspace",
-        tablename="workspaces",
-        column_name="sandbox_id",
-        db_column_name="sandbox_id",
-        column_class_name="ForeignKey",
-        column_class=ForeignKey,
-        params={
-            "references": Sandbox,
-            "on_delete": OnDelete.no_action,
-            "on_update": OnUpdate.cascade,
-            "target_column": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
+    manager.add_constraint(
+        table_class_name="Agent",
+        tablename="agents",
+        constraint_name="parent_not_self",
+        constraint_class=Check,
+        params={"condition": "parent_id IS NULL OR parent_id <> id"},
         schema="agent",
     )
 
-    manager.add_column(
-        table_class_name="Workspace",
-        tablename="workspaces",
-        column_name="worktree_path",
-        db_column_name="worktree_path",
-        column_class_name="Text",
-        column_class=Text,
-        params={
-            "default": "",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
+    manager.add_constraint(
+        table_class_name="Agent",
+        tablename="agents",
+        constraint_name="depth_limit",
+        constraint_class=Check,
+        params={"condition": "depth_level >= 0 AND depth_level <= 5"},
         schema="agent",
     )
 
-    manager.add_column(
-        table_class_name="Workspace",
-        tablename="workspaces",
-        column_name="branch_name",
-        db_column_name="branch_name",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 255,
-            "default": "",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Workspace",
-        tablename="workspaces",
-        column_name="base_ref",
-        db_column_name="base_ref",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 255,
-            "default": "",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Workspace",
-        tablename="workspaces",
-        column_name="head_commit",
-        db_column_name="head_commit",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 255,
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Workspace",
-        tablename="workspaces",
-        column_name="status",
-        db_column_name="status",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 255,
-            "default": "active",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": Enum(
-                "WorkspaceStatus", {"active": "active", "released": "released"}
-            ),
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Workspace",
-        tablename="workspaces",
-        column_name="created_at",
-        db_column_name="created_at",
-        column_class_name="Timestamptz",
-        column_class=Timestamptz,
-        params={
-            "default": TimestamptzNow(),
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Workspace",
-        tablename="workspaces",
-        column_name="updated_at",
-        db_column_name="updated_at",
-        column_class_name="Timestamptz",
-        column_class=Timestamptz,
-        params={
-            "default": TimestamptzNow(),
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Workspace",
-        tablename="workspaces",
-        column_name="released_at",
-        db_column_name="released_at",
-        column_class_name="Timestamptz",
-        column_class=Timestamptz,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
+    manager.add_constraint(
         table_class_name="SandboxSnapshot",
         tablename="sandbox_snapshots",
-        column_name="id",
-        db_column_name="id",
-        column_class_name="UUID",
-        column_class=UUID,
-        params={
-            "default": UUID4(),
-            "null": False,
-            "primary_key": True,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
+        constraint_name="status_enum",
+        constraint_class=Check,
+        params={"condition": "status IN ('created', 'deleted', 'failed')"},
         schema="agent",
     )
 
-    manager.add_column(
+    manager.add_constraint(
         table_class_name="SandboxSnapshot",
         tablename="sandbox_snapshots",
-        column_name="sandbox_id",
-        db_column_name="sandbox_id",
-        column_class_name="ForeignKey",
-        column_class=ForeignKey,
-        params={
-            "references": Sandbox,
-            "on_delete": OnDelete.no_action,
-            "on_update": OnUpdate.cascade,
-            "target_column": None,
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
+        constraint_name="size_bytes_non_negative",
+        constraint_class=Check,
+        params={"condition": "(size_bytes IS NULL OR size_bytes >= 0)"},
         schema="agent",
     )
 
-    manager.add_column(
-        table_class_name="SandboxSnapshot",
-        tablename="sandbox_snapshots",
-        column_name="status",
-        db_column_name="status",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 255,
-            "default": "created",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": Enum(
-                "SnapshotStatus",
-                {"created": "created", "deleted": "deleted", "failed": "failed"},
-            ),
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="SandboxSnapshot",
-        tablename="sandbox_snapshots",
-        column_name="external_id",
-        db_column_name="external_id",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 255,
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="SandboxSnapshot",
-        tablename="sandbox_snapshots",
-        column_name="size_bytes",
-        db_column_name="size_bytes",
-        column_class_name="BigInt",
-        column_class=BigInt,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="SandboxSnapshot",
-        tablename="sandbox_snapshots",
-        column_name="metadata",
-        db_column_name="metadata",
-        column_class_name="JSONB",
-        column_class=JSONB,
-        params={
-            "default": "{}",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="SandboxSnapshot",
-        tablename="sandbox_snapshots",
-        column_name="created_at",
-        db_column_name="created_at",
-        column_class_name="Timestamptz",
-        column_class=Timestamptz,
-        params={
-            "default": TimestamptzNow(),
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="SandboxSnapshot",
-        tablename="sandbox_snapshots",
-        column_name="deleted_at",
-        db_column_name="deleted_at",
-        column_class_name="Timestamptz",
-        column_class=Timestamptz,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="AgentStep",
-        tablename="agent_steps",
-        column_name="id",
-        db_column_name="id",
-        column_class_name="UUID",
-        column_class=UUID,
-        params={
-            "default": UUID4(),
-            "null": False,
-            "primary_key": True,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="AgentStep",
-        tablename="agent_steps",
-        column_name="invocation_id",
-        db_column_name="invocation_id",
-        column_class_name="ForeignKey",
-        column_class=ForeignKey,
-        params={
-            "references": AgentInvocation,
-            "on_delete": OnDelete.cascade,
-            "on_update": OnUpdate.cascade,
-            "target_column": None,
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="AgentStep",
-        tablename="agent_steps",
-        column_name="step_number",
-        db_column_name="step_number",
-        column_class_name="Integer",
-        column_class=Integer,
-        params={
-            "default": 0,
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="AgentStep",
-        tablename="agent_steps",
-        column_name="finish_reason",
-        db_column_name="finish_reason",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 255,
-            "default": "",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": Enum(
-                "FinishReason",
-                {
-                    "stop": "stop",
-                    "length": "length",
-                    "content_filter": "content-filter",
-                    "tool_calls": "tool-calls",
-                    "error": "error",
-                    "other": "other",
-                },
-            ),
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="AgentStep",
-        tablename="agent_steps",
-        column_name="raw_finish_reason",
-        db_column_name="raw_finish_reason",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 255,
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="AgentStep",
-        tablename="agent_steps",
-        column_name="text",
-        db_column_name="text",
-        column_class_name="Text",
-        column_class=Text,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="AgentStep",
-        tablename="agent_steps",
-        column_name="reasoning",
-        db_column_name="reasoning",
-        column_class_name="Text",
-        column_class=Text,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="AgentStep",
-        tablename="agent_steps",
-        column_name="input_tokens",
-        db_column_name="input_tokens",
-        column_class_name="Integer",
-        column_class=Integer,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="AgentStep",
-        tablename="agent_steps",
-        column_name="output_tokens",
-        db_column_name="output_tokens",
-        column_class_name="Integer",
-        column_class=Integer,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="AgentStep",
-        tablename="agent_steps",
-        column_name="cached_input_tokens",
-        db_column_name="cached_input_tokens",
-        column_class_name="Integer",
-        column_class=Integer,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="AgentStep",
-        tablename="agent_steps",
-        column_name="reasoning_tokens",
-        db_column_name="reasoning_tokens",
-        column_class_name="Integer",
-        column_class=Integer,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="AgentStep",
-        tablename="agent_steps",
-        column_name="cost_usd",
-        db_column_name="cost_usd",
-        column_class_name="Numeric",
-        column_class=Numeric,
-        params={
-            "default": None,
-            "digits": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="AgentStep",
-        tablename="agent_steps",
-        column_name="response_metadata",
-        db_column_name="response_metadata",
-        column_class_name="JSONB",
-        column_class=JSONB,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="AgentStep",
-        tablename="agent_steps",
-        column_name="started_at",
-        db_column_name="started_at",
-        column_class_name="Timestamptz",
-        column_class=Timestamptz,
-        params={
-            "default": TimestamptzNow(),
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="AgentStep",
-        tablename="agent_steps",
-        column_name="finished_at",
-        db_column_name="finished_at",
-        column_class_name="Timestamptz",
-        column_class=Timestamptz,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
+    manager.add_constraint(
         table_class_name="Hierarchy",
         tablename="hierarchies",
-        column_name="id",
-        db_column_name="id",
-        column_class_name="UUID",
-        column_class=UUID,
-        params={
-            "default": UUID4(),
-            "null": False,
-            "primary_key": True,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
+        constraint_name="depth_min",
+        constraint_class=Check,
+        params={"condition": "depth >= 1"},
         schema="agent",
     )
 
-    manager.add_column(
+    manager.add_constraint(
         table_class_name="Hierarchy",
         tablename="hierarchies",
-        column_name="parent_id",
-        db_column_name="parent_id",
-        column_class_name="ForeignKey",
-        column_class=ForeignKey,
-        params={
-            "references": Agent,
-            "on_delete": OnDelete.cascade,
-            "on_update": OnUpdate.cascade,
-            "target_column": None,
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
+        constraint_name="no_self_reference",
+        constraint_class=Check,
+        params={"condition": "parent_id <> child_id"},
         schema="agent",
     )
 
-    manager.add_column(
+    manager.add_constraint(
         table_class_name="Hierarchy",
         tablename="hierarchies",
-        column_name="child_id",
-        db_column_name="child_id",
-        column_class_name="ForeignKey",
-        column_class=ForeignKey,
-        params={
-            "references": Agent,
-            "on_delete": OnDelete.cascade,
-            "on_update": OnUpdate.cascade,
-            "target_column": None,
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
+        constraint_name="hierarchies_parent_child_key",
+        constraint_class=Unique,
+        params={"columns": ["parent_id", "child_id"], "nulls_distinct": True},
         schema="agent",
     )
 
-    manager.add_column(
-        table_class_name="Hierarchy",
-        tablename="hierarchies",
-        column_name="depth",
-        db_column_name="depth",
-        column_class_name="Integer",
-        column_class=Integer,
-        params={
-            "default": 1,
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="PhaseResult",
-        tablename="phase_results",
-        column_name="id",
-        db_column_name="id",
-        column_class_name="UUID",
-        column_class=UUID,
-        params={
-            "default": UUID4(),
-            "null": False,
-            "primary_key": True,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="PhaseResult",
-        tablename="phase_results",
-        column_name="run_id",
-        db_column_name="run_id",
-        column_class_name="ForeignKey",
-        column_class=ForeignKey,
-        params={
-            "references": FeatureRun,
-            "on_delete": OnDelete.cascade,
-            "on_update": OnUpdate.cascade,
-            "target_column": None,
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="PhaseResult",
-        tablename="phase_results",
-        column_name="phase",
-        db_column_name="phase",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 255,
-            "default": "",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": Enum(
-                "FeaturePhase",
-                {
-                    "analysis": "analysis",
-                    "approaches": "approaches",
-                    "judging": "judging",
-                    "implementation": "implementation",
-                    "pr": "pr",
-                    "completed": "completed",
-                    "failed": "failed",
-                },
-            ),
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="PhaseResult",
-        tablename="phase_results",
-        column_name="status",
-        db_column_name="status",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 255,
-            "default": "running",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": Enum(
-                "PhaseStatus",
-                {"running": "running", "passed": "passed", "failed": "failed"},
-            ),
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="PhaseResult",
-        tablename="phase_results",
-        column_name="attempt",
-        db_column_name="attempt",
-        column_class_name="Integer",
-        column_class=Integer,
-        params={
-            "default": 1,
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="PhaseResult",
-        tablename="phase_results",
-        column_name="summary",
-        db_column_name="summary",
-        column_class_name="Text",
-        column_class=Text,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="PhaseResult",
-        tablename="phase_results",
-        column_name="output",
-        db_column_name="output",
-        column_class_name="JSONB",
-        column_class=JSONB,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="PhaseResult",
-        tablename="phase_results",
-        column_name="error",
-        db_column_name="error",
-        column_class_name="Text",
-        column_class=Text,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="PhaseResult",
-        tablename="phase_results",
-        column_name="started_at",
-        db_column_name="started_at",
-        column_class_name="Timestamptz",
-        column_class=Timestamptz,
-        params={
-            "default": TimestamptzNow(),
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="PhaseResult",
-        tablename="phase_results",
-        column_name="finished_at",
-        db_column_name="finished_at",
-        column_class_name="Timestamptz",
-        column_class=Timestamptz,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
+    manager.add_constraint(
         table_class_name="Checkpoint",
         tablename="checkpoints",
-        column_name="id",
-        db_column_name="id",
-        column_class_name="UUID",
-        column_class=UUID,
+        constraint_name="sequence_min",
+        constraint_class=Check,
+        params={"condition": "sequence >= 1"},
+        schema="agent",
+    )
+
+    manager.add_constraint(
+        table_class_name="Checkpoint",
+        tablename="checkpoints",
+        constraint_name="schema_version_min",
+        constraint_class=Check,
+        params={"condition": "schema_version >= 1"},
+        schema="agent",
+    )
+
+    manager.add_constraint(
+        table_class_name="Checkpoint",
+        tablename="checkpoints",
+        constraint_name="parent_checkpoint_not_self",
+        constraint_class=Check,
         params={
-            "default": UUID4(),
-            "null": False,
-            "primary_key": True,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
+            "condition": "parent_checkpoint_id IS NULL OR parent_checkpoint_id <> id"
         },
         schema="agent",
     )
 
-    manager.add_column(
+    manager.add_constraint(
         table_class_name="Checkpoint",
         tablename="checkpoints",
-        column_name="agent_id",
-        db_column_name="agent_id",
-        column_class_name="ForeignKey",
-        column_class=ForeignKey,
+        constraint_name="checkpoints_agent_sequence_key",
+        constraint_class=Unique,
+        params={"columns": ["agent_id", "sequence"], "nulls_distinct": True},
+        schema="agent",
+    )
+
+    manager.add_constraint(
+        table_class_name="Workspace",
+        tablename="workspaces",
+        constraint_name="status_enum",
+        constraint_class=Check,
+        params={"condition": "status IN ('active', 'released')"},
+        schema="agent",
+    )
+
+    manager.add_constraint(
+        table_class_name="Workspace",
+        tablename="workspaces",
+        constraint_name="released_when_released",
+        constraint_class=Check,
+        params={"condition": "(status = 'released') = (released_at IS NOT NULL)"},
+        schema="agent",
+    )
+
+    manager.add_constraint(
+        table_class_name="AgentStep",
+        tablename="agent_steps",
+        constraint_name="finish_reason_enum",
+        constraint_class=Check,
         params={
-            "references": Agent,
-            "on_delete": OnDelete.cascade,
-            "on_update": OnUpdate.cascade,
-            "target_column": None,
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
+            "condition": "finish_reason IN ('stop', 'length', 'content-filter', 'tool-calls', 'error', 'other')"
         },
         schema="agent",
     )
 
-    manager.add_column(
-        table_class_name="Checkpoint",
-        tablename="checkpoints",
-        column_name="sequence",
-        db_column_name="sequence",
-        column_class_name="Integer",
-        column_class=Integer,
+    manager.add_constraint(
+        table_class_name="AgentStep",
+        tablename="agent_steps",
+        constraint_name="step_number_min",
+        constraint_class=Check,
+        params={"condition": "step_number >= 0"},
+        schema="agent",
+    )
+
+    manager.add_constraint(
+        table_class_name="AgentStep",
+        tablename="agent_steps",
+        constraint_name="usage_non_negative",
+        constraint_class=Check,
         params={
-            "default": 1,
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
+            "condition": "(input_tokens IS NULL OR input_tokens >= 0) AND (output_tokens IS NULL OR output_tokens >= 0) AND (cached_input_tokens IS NULL OR cached_input_tokens >= 0) AND (reasoning_tokens IS NULL OR reasoning_tokens >= 0) AND (cost_usd IS NULL OR cost_usd >= 0)"
         },
         schema="agent",
     )
 
-    manager.add_column(
-        table_class_name="Checkpoint",
-        tablename="checkpoints",
-        column_name="parent_checkpoint_id",
-        db_column_name="parent_checkpoint_id",
-        column_class_name="ForeignKey",
-        column_class=ForeignKey,
+    manager.add_constraint(
+        table_class_name="AgentStep",
+        tablename="agent_steps",
+        constraint_name="agent_steps_invocation_step_key",
+        constraint_class=Unique,
         params={
-            "references": "self",
-            "on_delete": OnDelete.set_null,
-            "on_update": OnUpdate.cascade,
-            "target_column": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Checkpoint",
-        tablename="checkpoints",
-        column_name="state_snapshot",
-        db_column_name="state_snapshot",
-        column_class_name="JSONB",
-        column_class=JSONB,
-        params={
-            "default": "{}",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Checkpoint",
-        tablename="checkpoints",
-        column_name="state_hash",
-        db_column_name="state_hash",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 255,
-            "default": "",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Checkpoint",
-        tablename="checkpoints",
-        column_name="schema_version",
-        db_column_name="schema_version",
-        column_class_name="Integer",
-        column_class=Integer,
-        params={
-            "default": 1,
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Checkpoint",
-        tablename="checkpoints",
-        column_name="label",
-        db_column_name="label",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 255,
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Checkpoint",
-        tablename="checkpoints",
-        column_name="created_at",
-        db_column_name="created_at",
-        column_class_name="Timestamptz",
-        column_class=Timestamptz,
-        params={
-            "default": TimestamptzNow(),
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
+            "columns": ["invocation_id", "step_number"],
+            "nulls_distinct": True,
         },
         schema="agent",
     )
@@ -3992,6 +4176,17 @@ async def forwards():
     )
 
     manager.add_constraint(
+        table_class_name="FeatureRun",
+        tablename="feature_runs",
+        constraint_name="current_phase_enum",
+        constraint_class=Check,
+        params={
+            "condition": "current_phase IN ('analysis', 'approaches', 'judging', 'implementation', 'pr', 'completed', 'failed')"
+        },
+        schema="agent",
+    )
+
+    manager.add_constraint(
         table_class_name="Sandbox",
         tablename="sandboxes",
         constraint_name="status_enum",
@@ -4021,348 +4216,6 @@ async def forwards():
         params={
             "condition": "(source_type = 'snapshot') = (source_snapshot_id IS NOT NULL)"
         },
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="AgentInvocation",
-        tablename="agent_invocations",
-        constraint_name="agent_type_enum",
-        constraint_class=Check,
-        params={
-            "condition": "agent_type IN ('orchestrator', 'explorer', 'coder', 'judge', 'meta_judge')"
-        },
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="AgentInvocation",
-        tablename="agent_invocations",
-        constraint_name="finish_reason_enum",
-        constraint_class=Check,
-        params={
-            "condition": "finish_reason IN ('stop', 'length', 'content-filter', 'tool-calls', 'error', 'other')"
-        },
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="AgentInvocation",
-        tablename="agent_invocations",
-        constraint_name="usage_non_negative",
-        constraint_class=Check,
-        params={
-            "condition": "(input_tokens IS NULL OR input_tokens >= 0) AND (output_tokens IS NULL OR output_tokens >= 0) AND (cost_usd IS NULL OR cost_usd >= 0)"
-        },
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="AgentInvocation",
-        tablename="agent_invocations",
-        constraint_name="parent_invocation_not_self",
-        constraint_class=Check,
-        params={
-            "condition": "parent_invocation_id IS NULL OR parent_invocation_id <> id"
-        },
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="CtaEvent",
-        tablename="cta_events",
-        constraint_name="phase_enum",
-        constraint_class=Check,
-        params={
-            "condition": "phase IN ('analysis', 'approaches', 'judging', 'implementation', 'pr', 'completed', 'failed')"
-        },
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="CtaEvent",
-        tablename="cta_events",
-        constraint_name="kind_enum",
-        constraint_class=Check,
-        params={"condition": "kind IN ('approval', 'text', 'choice')"},
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="CtaEvent",
-        tablename="cta_events",
-        constraint_name="prompt_not_empty",
-        constraint_class=Check,
-        params={"condition": "prompt ~ '[^[:space:]]'"},
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="CtaEvent",
-        tablename="cta_events",
-        constraint_name="choice_has_options",
-        constraint_class=Check,
-        params={
-            "condition": "kind <> 'choice' OR (options IS NOT NULL AND jsonb_typeof(options) = 'array' AND jsonb_array_length(options) > 0)"
-        },
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="CtaEvent",
-        tablename="cta_events",
-        constraint_name="response_with_time",
-        constraint_class=Check,
-        params={"condition": "(response IS NULL) = (responded_at IS NULL)"},
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="FeatureRun",
-        tablename="feature_runs",
-        constraint_name="current_phase_enum",
-        constraint_class=Check,
-        params={
-            "condition": "current_phase IN ('analysis', 'approaches', 'judging', 'implementation', 'pr', 'completed', 'failed')"
-        },
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="ToolCall",
-        tablename="tool_calls",
-        constraint_name="output_type_enum",
-        constraint_class=Check,
-        params={
-            "condition": "output_type IN ('text', 'json', 'execution-denied', 'error-text', 'error-json', 'content')"
-        },
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="ToolCall",
-        tablename="tool_calls",
-        constraint_name="output_has_type",
-        constraint_class=Check,
-        params={"condition": "output IS NULL OR output_type IS NOT NULL"},
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="ToolCall",
-        tablename="tool_calls",
-        constraint_name="tool_calls_invocation_call_key",
-        constraint_class=Unique,
-        params={
-            "columns": ["invocation_id", "tool_call_id"],
-            "nulls_distinct": True,
-        },
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="Budget",
-        tablename="budgets",
-        constraint_name="resource_enum",
-        constraint_class=Check,
-        params={"condition": "resource IN ('tokens', 'cost_usd', 'tool_calls')"},
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="Budget",
-        tablename="budgets",
-        constraint_name="budget_limits",
-        constraint_class=Check,
-        params={
-            "condition": "allocated >= 0 AND used >= 0 AND reserved >= 0 AND used + reserved <= allocated"
-        },
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="Budget",
-        tablename="budgets",
-        constraint_name="budgets_agent_resource_key",
-        constraint_class=Unique,
-        params={"columns": ["agent_id", "resource"], "nulls_distinct": True},
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="Agent",
-        tablename="agents",
-        constraint_name="agent_type_enum",
-        constraint_class=Check,
-        params={
-            "condition": "agent_type IN ('orchestrator', 'explorer', 'coder', 'judge', 'meta_judge')"
-        },
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="Agent",
-        tablename="agents",
-        constraint_name="status_enum",
-        constraint_class=Check,
-        params={
-            "condition": "status IN ('pending', 'running', 'waiting', 'completed', 'failed', 'terminated')"
-        },
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="Agent",
-        tablename="agents",
-        constraint_name="parent_not_self",
-        constraint_class=Check,
-        params={"condition": "parent_id IS NULL OR parent_id <> id"},
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="Agent",
-        tablename="agents",
-        constraint_name="depth_limit",
-        constraint_class=Check,
-        params={"condition": "depth_level >= 0 AND depth_level <= 5"},
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="MemoryRecord",
-        tablename="memory_records",
-        constraint_name="phase_enum",
-        constraint_class=Check,
-        params={
-            "condition": "phase IN ('analysis', 'approaches', 'judging', 'implementation', 'pr', 'completed', 'failed')"
-        },
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="MemoryRecord",
-        tablename="memory_records",
-        constraint_name="kind_enum",
-        constraint_class=Check,
-        params={
-            "condition": "kind IN ('insight', 'failure', 'decision', 'constraint')"
-        },
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="MemoryRecord",
-        tablename="memory_records",
-        constraint_name="content_not_empty",
-        constraint_class=Check,
-        params={"condition": "content ~ '[^[:space:]]'"},
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="Workspace",
-        tablename="workspaces",
-        constraint_name="status_enum",
-        constraint_class=Check,
-        params={"condition": "status IN ('active', 'released')"},
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="Workspace",
-        tablename="workspaces",
-        constraint_name="released_when_released",
-        constraint_class=Check,
-        params={"condition": "(status = 'released') = (released_at IS NOT NULL)"},
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="SandboxSnapshot",
-        tablename="sandbox_snapshots",
-        constraint_name="status_enum",
-        constraint_class=Check,
-        params={"condition": "status IN ('created', 'deleted', 'failed')"},
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="SandboxSnapshot",
-        tablename="sandbox_snapshots",
-        constraint_name="size_bytes_non_negative",
-        constraint_class=Check,
-        params={"condition": "(size_bytes IS NULL OR size_bytes >= 0)"},
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="AgentStep",
-        tablename="agent_steps",
-        constraint_name="finish_reason_enum",
-        constraint_class=Check,
-        params={
-            "condition": "finish_reason IN ('stop', 'length', 'content-filter', 'tool-calls', 'error', 'other')"
-        },
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="AgentStep",
-        tablename="agent_steps",
-        constraint_name="step_number_min",
-        constraint_class=Check,
-        params={"condition": "step_number >= 0"},
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="AgentStep",
-        tablename="agent_steps",
-        constraint_name="usage_non_negative",
-        constraint_class=Check,
-        params={
-            "condition": "(input_tokens IS NULL OR input_tokens >= 0) AND (output_tokens IS NULL OR output_tokens >= 0) AND (cached_input_tokens IS NULL OR cached_input_tokens >= 0) AND (reasoning_tokens IS NULL OR reasoning_tokens >= 0) AND (cost_usd IS NULL OR cost_usd >= 0)"
-        },
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="AgentStep",
-        tablename="agent_steps",
-        constraint_name="agent_steps_invocation_step_key",
-        constraint_class=Unique,
-        params={
-            "columns": ["invocation_id", "step_number"],
-            "nulls_distinct": True,
-        },
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="Hierarchy",
-        tablename="hierarchies",
-        constraint_name="depth_min",
-        constraint_class=Check,
-        params={"condition": "depth >= 1"},
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="Hierarchy",
-        tablename="hierarchies",
-        constraint_name="no_self_reference",
-        constraint_class=Check,
-        params={"condition": "parent_id <> child_id"},
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="Hierarchy",
-        tablename="hierarchies",
-        constraint_name="hierarchies_parent_child_key",
-        constraint_class=Unique,
-        params={"columns": ["parent_id", "child_id"], "nulls_distinct": True},
         schema="agent",
     )
 
@@ -4426,40 +4279,187 @@ async def forwards():
     )
 
     manager.add_constraint(
-        table_class_name="Checkpoint",
-        tablename="checkpoints",
-        constraint_name="sequence_min",
-        constraint_class=Check,
-        params={"condition": "sequence >= 1"},
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="Checkpoint",
-        tablename="checkpoints",
-        constraint_name="schema_version_min",
-        constraint_class=Check,
-        params={"condition": "schema_version >= 1"},
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="Checkpoint",
-        tablename="checkpoints",
-        constraint_name="parent_checkpoint_not_self",
+        table_class_name="AgentInvocation",
+        tablename="agent_invocations",
+        constraint_name="agent_type_enum",
         constraint_class=Check,
         params={
-            "condition": "parent_checkpoint_id IS NULL OR parent_checkpoint_id <> id"
+            "condition": "agent_type IN ('orchestrator', 'explorer', 'coder', 'judge', 'meta_judge')"
         },
         schema="agent",
     )
 
     manager.add_constraint(
-        table_class_name="Checkpoint",
-        tablename="checkpoints",
-        constraint_name="checkpoints_agent_sequence_key",
+        table_class_name="AgentInvocation",
+        tablename="agent_invocations",
+        constraint_name="finish_reason_enum",
+        constraint_class=Check,
+        params={
+            "condition": "finish_reason IN ('stop', 'length', 'content-filter', 'tool-calls', 'error', 'other')"
+        },
+        schema="agent",
+    )
+
+    manager.add_constraint(
+        table_class_name="AgentInvocation",
+        tablename="agent_invocations",
+        constraint_name="usage_non_negative",
+        constraint_class=Check,
+        params={
+            "condition": "(input_tokens IS NULL OR input_tokens >= 0) AND (output_tokens IS NULL OR output_tokens >= 0) AND (cost_usd IS NULL OR cost_usd >= 0)"
+        },
+        schema="agent",
+    )
+
+    manager.add_constraint(
+        table_class_name="AgentInvocation",
+        tablename="agent_invocations",
+        constraint_name="parent_invocation_not_self",
+        constraint_class=Check,
+        params={
+            "condition": "parent_invocation_id IS NULL OR parent_invocation_id <> id"
+        },
+        schema="agent",
+    )
+
+    manager.add_constraint(
+        table_class_name="ToolCall",
+        tablename="tool_calls",
+        constraint_name="output_type_enum",
+        constraint_class=Check,
+        params={
+            "condition": "output_type IN ('text', 'json', 'execution-denied', 'error-text', 'error-json', 'content')"
+        },
+        schema="agent",
+    )
+
+    manager.add_constraint(
+        table_class_name="ToolCall",
+        tablename="tool_calls",
+        constraint_name="output_has_type",
+        constraint_class=Check,
+        params={"condition": "output IS NULL OR output_type IS NOT NULL"},
+        schema="agent",
+    )
+
+    manager.add_constraint(
+        table_class_name="ToolCall",
+        tablename="tool_calls",
+        constraint_name="tool_calls_invocation_call_key",
         constraint_class=Unique,
-        params={"columns": ["agent_id", "sequence"], "nulls_distinct": True},
+        params={
+            "columns": ["invocation_id", "tool_call_id"],
+            "nulls_distinct": True,
+        },
+        schema="agent",
+    )
+
+    manager.add_constraint(
+        table_class_name="CtaEvent",
+        tablename="cta_events",
+        constraint_name="phase_enum",
+        constraint_class=Check,
+        params={
+            "condition": "phase IN ('analysis', 'approaches', 'judging', 'implementation', 'pr', 'completed', 'failed')"
+        },
+        schema="agent",
+    )
+
+    manager.add_constraint(
+        table_class_name="CtaEvent",
+        tablename="cta_events",
+        constraint_name="kind_enum",
+        constraint_class=Check,
+        params={"condition": "kind IN ('approval', 'text', 'choice')"},
+        schema="agent",
+    )
+
+    manager.add_constraint(
+        table_class_name="CtaEvent",
+        tablename="cta_events",
+        constraint_name="prompt_not_empty",
+        constraint_class=Check,
+        params={"condition": "prompt ~ '[^[:space:]]'"},
+        schema="agent",
+    )
+
+    manager.add_constraint(
+        table_class_name="CtaEvent",
+        tablename="cta_events",
+        constraint_name="choice_has_options",
+        constraint_class=Check,
+        params={
+            "condition": "kind <> 'choice' OR (options IS NOT NULL AND jsonb_typeof(options) = 'array' AND jsonb_array_length(options) > 0)"
+        },
+        schema="agent",
+    )
+
+    manager.add_constraint(
+        table_class_name="CtaEvent",
+        tablename="cta_events",
+        constraint_name="response_with_time",
+        constraint_class=Check,
+        params={"condition": "(response IS NULL) = (responded_at IS NULL)"},
+        schema="agent",
+    )
+
+    manager.add_constraint(
+        table_class_name="Budget",
+        tablename="budgets",
+        constraint_name="resource_enum",
+        constraint_class=Check,
+        params={"condition": "resource IN ('tokens', 'cost_usd', 'tool_calls')"},
+        schema="agent",
+    )
+
+    manager.add_constraint(
+        table_class_name="Budget",
+        tablename="budgets",
+        constraint_name="budget_limits",
+        constraint_class=Check,
+        params={
+            "condition": "allocated >= 0 AND used >= 0 AND reserved >= 0 AND used + reserved <= allocated"
+        },
+        schema="agent",
+    )
+
+    manager.add_constraint(
+        table_class_name="Budget",
+        tablename="budgets",
+        constraint_name="budgets_agent_resource_key",
+        constraint_class=Unique,
+        params={"columns": ["agent_id", "resource"], "nulls_distinct": True},
+        schema="agent",
+    )
+
+    manager.add_constraint(
+        table_class_name="MemoryRecord",
+        tablename="memory_records",
+        constraint_name="phase_enum",
+        constraint_class=Check,
+        params={
+            "condition": "phase IN ('analysis', 'approaches', 'judging', 'implementation', 'pr', 'completed', 'failed')"
+        },
+        schema="agent",
+    )
+
+    manager.add_constraint(
+        table_class_name="MemoryRecord",
+        tablename="memory_records",
+        constraint_name="kind_enum",
+        constraint_class=Check,
+        params={
+            "condition": "kind IN ('insight', 'failure', 'decision', 'constraint')"
+        },
+        schema="agent",
+    )
+
+    manager.add_constraint(
+        table_class_name="MemoryRecord",
+        tablename="memory_records",
+        constraint_name="content_not_empty",
+        constraint_class=Check,
+        params={"condition": "content ~ '[^[:space:]]'"},
         schema="agent",
     )
 
