@@ -1,0 +1,219 @@
+"""Checkpoints: an agent's saved state, from which a crashed worker resumes.
+
+What a worker may rely on:
+
+* :func:`save` numbers checkpoints 1, 2, 3 … per agent, atomically (concurrent saves for
+  one agent never share a number; the loser retries with the next one). A state equal to
+  the latest one (same canonical JSON, compared by SHA-256) stores nothing: the latest
+  checkpoint is returned with ``created=False``.
+* Each checkpoint points at the previous one (``parent_checkpoint_id``).
+* :func:`load_latest` is one index lookup; :func:`history` pages backwards.
+* :func:`prune` deletes in batches of ``batch_size`` rows, each batch its own short
+  transaction, so a large prune never holds locks for long; it never deletes an agent's
+  latest checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from agent_app import db
+from agent_app.errors import AgentAppError, NotFound, translate
+
+_COLUMNS = (
+    "id, agent_id, sequence, parent_checkpoint_id, state_hash, schema_version, label, created_at"
+)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    id: uuid.UUID
+    agent_id: uuid.UUID
+    sequence: int
+    parent_checkpoint_id: uuid.UUID | None
+    state_hash: str
+    schema_version: int
+    label: str | None
+    created_at: dt.datetime
+    state: Any = None
+    created: bool = True
+
+
+def canonical(state: Any) -> str:
+    """The canonical JSON of a state: sorted keys, no spaces - equal states, equal text."""
+    return json.dumps(state, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def state_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+# Insert the next checkpoint unless the latest one has the same hash; either way return
+# the checkpoint that now holds this state, and whether it was created.
+SAVE = f"""
+WITH latest AS (
+    SELECT id, sequence, state_hash FROM agent.checkpoints
+     WHERE agent_id = $1 ORDER BY sequence DESC LIMIT 1
+), created AS (
+    INSERT INTO agent.checkpoints (agent_id, sequence, parent_checkpoint_id, state_snapshot,
+                                   state_hash, schema_version, label)
+    SELECT $1, coalesce((SELECT sequence FROM latest), 0) + 1, (SELECT id FROM latest),
+           $2::jsonb, $3, $4, $5
+     WHERE NOT EXISTS (SELECT 1 FROM latest WHERE state_hash = $3)
+    RETURNING {_COLUMNS}
+)
+SELECT {_COLUMNS}, true AS created FROM created
+UNION ALL
+SELECT c.id, c.agent_id, c.sequence, c.parent_checkpoint_id, c.state_hash, c.schema_version,
+       c.label, c.created_at, false
+  FROM agent.checkpoints AS c JOIN latest ON c.id = latest.id
+ WHERE latest.state_hash = $3
+"""
+
+
+async def save(
+    agent_id: uuid.UUID,
+    state: Any,
+    *,
+    label: str | None = None,
+    schema_version: int = 1,
+    conn: asyncpg.Connection | None = None,
+) -> Checkpoint:
+    """Save ``state`` (any JSON-able value) as the agent's next checkpoint, unless it equals
+    the latest one. Returns the checkpoint holding it (``created`` tells which case)."""
+    text = canonical(state)
+    digest = state_hash(text)
+    async with db.connection(conn) as c:
+        for _ in range(5):
+            try:
+                # Inside the caller's transaction, a savepoint makes a retry possible.
+                async with c.transaction() if c.is_in_transaction() else contextlib.nullcontext():
+                    row = await c.fetchrow(SAVE, agent_id, text, digest, schema_version, label)
+            except asyncpg.UniqueViolationError as e:
+                if e.constraint_name == "checkpoints_agent_sequence_key":
+                    continue  # another save took this number: take the next
+                raise translate(e) from e
+            except asyncpg.CheckViolationError as e:
+                if e.constraint_name == "checkpoint_sequence_increasing":
+                    continue
+                raise translate(e) from e
+            except asyncpg.PostgresError as e:
+                raise translate(e) from e
+            values = dict(row)
+            return Checkpoint(**values, state=state)
+    raise AgentAppError(
+        f"checkpoint_contention: agent {agent_id} had five concurrent saves in a row",
+        rule="checkpoint_contention",
+    )
+
+
+async def load_latest(
+    agent_id: uuid.UUID, *, conn: asyncpg.Connection | None = None
+) -> Checkpoint | None:
+    """The agent's newest checkpoint with its state, or None if it has none."""
+    async with db.connection(conn) as c:
+        row = await c.fetchrow(
+            f"SELECT {_COLUMNS}, state_snapshot::text AS state FROM agent.checkpoints "
+            "WHERE agent_id = $1 ORDER BY sequence DESC LIMIT 1",
+            agent_id,
+        )
+    if row is None:
+        return None
+    values = dict(row)
+    values["state"] = db.loads(values["state"])
+    return Checkpoint(**values)
+
+
+async def history(
+    agent_id: uuid.UUID,
+    *,
+    limit: int = 50,
+    before_sequence: int | None = None,
+    with_state: bool = False,
+    conn: asyncpg.Connection | None = None,
+) -> list[Checkpoint]:
+    """Checkpoints newest first; page with ``before_sequence``."""
+    state = ", state_snapshot::text AS state" if with_state else ""
+    async with db.connection(conn) as c:
+        rows = await c.fetch(
+            f"SELECT {_COLUMNS}{state} FROM agent.checkpoints WHERE agent_id = $1 "
+            "AND ($2::int IS NULL OR sequence < $2) ORDER BY sequence DESC LIMIT $3",
+            agent_id,
+            before_sequence,
+            limit,
+        )
+    out = []
+    for r in rows:
+        values = dict(r)
+        if with_state:
+            values["state"] = db.loads(values["state"])
+        out.append(Checkpoint(**values))
+    return out
+
+
+PRUNE_BATCH = """
+WITH ranked AS (
+    SELECT id, created_at,
+           row_number() OVER (PARTITION BY agent_id ORDER BY sequence DESC) AS newness
+      FROM agent.checkpoints
+     WHERE ($1::uuid IS NULL OR agent_id = $1)
+), doomed AS (
+    SELECT id FROM ranked
+     WHERE newness > 1
+       AND ($2::int IS NULL OR newness > $2)
+       AND ($3::interval IS NULL OR created_at < now() - $3)
+     LIMIT $4
+)
+DELETE FROM agent.checkpoints AS c USING doomed WHERE c.id = doomed.id
+"""
+
+
+async def prune(
+    *,
+    agent_id: uuid.UUID | None = None,
+    keep_last: int | None = None,
+    older_than: dt.timedelta | None = None,
+    batch_size: int = 1000,
+) -> int:
+    """Delete checkpoints that are neither among an agent's ``keep_last`` newest nor
+    younger than ``older_than`` (give one or both; with both, a checkpoint is deleted only
+    if it is outside both). One agent, or all. Returns how many were deleted.
+
+    Runs on its own connection in batches of ``batch_size``, each committed on its own.
+    """
+    if keep_last is None and older_than is None:
+        raise AgentAppError("prune_needs_a_rule: give keep_last, older_than or both",
+                            rule="prune_needs_a_rule")  # fmt: skip
+    if keep_last is not None and keep_last < 1:
+        raise AgentAppError(f"prune_keep_last: keep_last must be >= 1, got {keep_last}",
+                            rule="prune_keep_last")  # fmt: skip
+    deleted = 0
+    while True:
+        async with db.connection() as c:
+            status = await c.execute(PRUNE_BATCH, agent_id, keep_last, older_than, batch_size)
+        n = int(status.split()[-1])
+        deleted += n
+        if n < batch_size:
+            return deleted
+
+
+async def get(checkpoint_id: uuid.UUID, *, conn: asyncpg.Connection | None = None) -> Checkpoint:
+    async with db.connection(conn) as c:
+        row = await c.fetchrow(
+            f"SELECT {_COLUMNS}, state_snapshot::text AS state FROM agent.checkpoints "
+            "WHERE id = $1",
+            checkpoint_id,
+        )
+    if row is None:
+        raise NotFound(f"no checkpoint {checkpoint_id}")
+    values = dict(row)
+    values["state"] = db.loads(values["state"])
+    return Checkpoint(**values)

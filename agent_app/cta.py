@@ -1,0 +1,189 @@
+"""Questions to a person (CTA events): ask, answer once, wait for the answer, expire.
+
+What a worker may rely on:
+
+* :func:`answer` succeeds once per question. A second answer (``cta_answered_once``),
+  an answer after expiry (``cta_expired``) or a choice not among the options
+  (``choice_not_offered``) is refused by the database itself and changes nothing, so of
+  two people answering at once exactly one wins.
+* :func:`wait` returns as soon as the answer is committed (LISTEN/NOTIFY on channel
+  ``agent_cta``, sent by a database trigger, so answers written with raw SQL or in the
+  admin wake it too), and raises :class:`CtaTimeout` when ``timeout`` passes or
+  :class:`~agent_app.errors.RuleViolation` (``cta_expired``) when the question expires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from agent_app import db
+from agent_app.enums import CtaKind, FeaturePhase
+from agent_app.errors import AgentAppError, NotFound, RuleViolation, translate
+
+CHANNEL = "agent_cta"
+
+
+class CtaTimeout(AgentAppError):
+    rule = "cta_timeout"
+
+
+@dataclass(frozen=True)
+class Question:
+    id: uuid.UUID
+    run_id: uuid.UUID
+    phase: FeaturePhase | None
+    kind: CtaKind
+    prompt: str
+    options: list[Any] | None
+    response: Any
+    responded_by: str | None
+    created_at: dt.datetime
+    responded_at: dt.datetime | None
+    expires_at: dt.datetime | None
+
+    @property
+    def answered(self) -> bool:
+        return self.responded_at is not None
+
+
+_COLUMNS = (
+    "id, run_id, phase, kind, prompt, options::text AS options, response::text AS response, "
+    "responded_by, created_at, responded_at, expires_at"
+)
+
+
+def _question(row: asyncpg.Record) -> Question:
+    v = dict(row)
+    v["phase"] = None if v["phase"] is None else FeaturePhase(v["phase"])
+    v["kind"] = CtaKind(v["kind"])
+    v["options"] = db.loads(v["options"])
+    v["response"] = db.loads(v["response"])
+    return Question(**v)
+
+
+async def ask(
+    run_id: uuid.UUID,
+    kind: CtaKind,
+    prompt: str,
+    *,
+    options: Sequence[Any] | None = None,
+    phase: FeaturePhase | None = None,
+    expires_in: dt.timedelta | None = None,
+    conn: asyncpg.Connection | None = None,
+) -> Question:
+    """Put a question to a person. A ``choice`` needs at least one option."""
+    kind = CtaKind(kind)
+    if kind is CtaKind.choice and not options:
+        raise RuleViolation("choice_has_options", "choice_has_options: a choice needs options")
+    async with db.connection(conn) as c:
+        try:
+            row = await c.fetchrow(
+                "INSERT INTO agent.cta_events (run_id, phase, kind, prompt, options, expires_at) "
+                "VALUES ($1, $2, $3, $4, $5::jsonb, now() + $6::interval) "
+                f"RETURNING {_COLUMNS}",
+                run_id,
+                None if phase is None else FeaturePhase(phase).value,
+                kind.value,
+                prompt,
+                None if options is None else db.dumps(list(options)),
+                expires_in,
+            )
+        except asyncpg.PostgresError as e:
+            raise translate(e) from e
+    return _question(row)
+
+
+async def get(cta_id: uuid.UUID, *, conn: asyncpg.Connection | None = None) -> Question:
+    async with db.connection(conn) as c:
+        row = await c.fetchrow(f"SELECT {_COLUMNS} FROM agent.cta_events WHERE id = $1", cta_id)
+    if row is None:
+        raise NotFound(f"no question {cta_id}")
+    return _question(row)
+
+
+async def answer(
+    cta_id: uuid.UUID,
+    response: Any,
+    *,
+    responded_by: str | None = None,
+    conn: asyncpg.Connection | None = None,
+) -> Question:
+    """Answer a question: ``True``/``False`` for an approval, a string for text, one of the
+    options for a choice. Refused (nothing changes) if it was answered or has expired."""
+    async with db.connection(conn) as c:
+        kind = await c.fetchval("SELECT kind FROM agent.cta_events WHERE id = $1", cta_id)
+        if kind is None:
+            raise NotFound(f"no question {cta_id}")
+        expected = {"approval": bool, "text": str}.get(kind)
+        if expected is not None and not isinstance(response, expected):
+            raise RuleViolation(
+                "cta_response_type",
+                f"cta_response_type: a {kind} question takes a {expected.__name__}, "
+                f"got {response!r}",
+            )
+        try:
+            row = await c.fetchrow(
+                "UPDATE agent.cta_events SET response = $2::jsonb, responded_by = $3, "
+                f"responded_at = now() WHERE id = $1 RETURNING {_COLUMNS}",
+                cta_id,
+                db.dumps(response),
+                responded_by,
+            )
+        except asyncpg.PostgresError as e:
+            raise translate(e) from e
+    return _question(row)
+
+
+async def wait(cta_id: uuid.UUID, timeout: float) -> Question:
+    """Wait up to ``timeout`` seconds for the answer; see the module docstring."""
+    woken = asyncio.Event()
+
+    def on_notify(_c: object, _pid: int, _channel: str, payload: str) -> None:
+        if payload == str(cta_id):
+            woken.set()
+
+    listener = await asyncpg.connect(**db.engine().config)
+    try:
+        await listener.add_listener(CHANNEL, on_notify)  # listen first, then look: no gap
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            woken.clear()
+            question = await get(cta_id)
+            if question.answered:
+                return question
+            now = dt.datetime.now(dt.UTC)
+            if question.expires_at is not None and question.expires_at <= now:
+                raise RuleViolation(
+                    "cta_expired", f"cta_expired: question {cta_id} expired unanswered"
+                )
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                raise CtaTimeout(f"no answer to question {cta_id} within {timeout} s")
+            if question.expires_at is not None:
+                remaining = min(remaining, (question.expires_at - now).total_seconds())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(woken.wait(), remaining)
+    finally:
+        await listener.close()
+
+
+async def expire(*, run_id: uuid.UUID | None = None, conn: asyncpg.Connection | None = None) -> int:
+    """Close every unanswered, unexpired question (of one run, or all) now; waiters wake
+    and get ``cta_expired``. Returns how many were closed."""
+    async with db.connection(conn) as c:
+        rows = await c.fetch(
+            "UPDATE agent.cta_events SET expires_at = now() "
+            "WHERE responded_at IS NULL AND (expires_at IS NULL OR expires_at > now()) "
+            "AND ($1::uuid IS NULL OR run_id = $1) "
+            f"RETURNING id, pg_notify('{CHANNEL}', id::text)",
+            run_id,
+        )
+    return len(rows)

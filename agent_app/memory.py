@@ -1,0 +1,106 @@
+"""Memory records: what agents learnt, left for later phases of the same run.
+
+:func:`add` stores one record; :func:`query` finds a run's records by phase, kind and
+tags (any or all of them), newest first, through the (run_id, phase) and GIN tag indexes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import asyncpg
+
+from agent_app import db
+from agent_app.enums import FeaturePhase, MemoryKind
+from agent_app.errors import RuleViolation, translate
+
+
+@dataclass(frozen=True)
+class Memory:
+    id: uuid.UUID
+    run_id: uuid.UUID
+    phase: FeaturePhase
+    kind: MemoryKind
+    content: str
+    tags: list[str]
+    source_invocation_id: uuid.UUID | None
+    created_at: dt.datetime
+
+
+_COLUMNS = "id, run_id, phase, kind, content, tags, source_invocation_id, created_at"
+
+
+def _memory(row: asyncpg.Record) -> Memory:
+    values = dict(row)
+    values["phase"] = FeaturePhase(values["phase"])
+    values["kind"] = MemoryKind(values["kind"])
+    return Memory(**values)
+
+
+async def add(
+    run_id: uuid.UUID,
+    phase: FeaturePhase,
+    kind: MemoryKind,
+    content: str,
+    *,
+    tags: Sequence[str] = (),
+    source_invocation_id: uuid.UUID | None = None,
+    conn: asyncpg.Connection | None = None,
+) -> Memory:
+    """Store a memory. Empty content is refused (``content_not_empty``)."""
+    if not content.strip():
+        raise RuleViolation("content_not_empty", "content_not_empty: a memory needs content")
+    async with db.connection(conn) as c:
+        try:
+            row = await c.fetchrow(
+                "INSERT INTO agent.memory_records (run_id, phase, kind, content, tags, "
+                f"source_invocation_id) VALUES ($1, $2, $3, $4, $5, $6) RETURNING {_COLUMNS}",
+                run_id,
+                FeaturePhase(phase).value,
+                MemoryKind(kind).value,
+                content,
+                list(dict.fromkeys(tags)),
+                source_invocation_id,
+            )
+        except asyncpg.PostgresError as e:
+            raise translate(e) from e
+    return _memory(row)
+
+
+QUERY = f"""
+SELECT {_COLUMNS} FROM agent.memory_records
+ WHERE run_id = $1
+   AND ($2::varchar[] IS NULL OR phase = ANY($2))
+   AND ($3::varchar[] IS NULL OR kind = ANY($3))
+   AND ($4::varchar[] IS NULL OR tags && $4)
+   AND ($5::varchar[] IS NULL OR tags @> $5)
+ ORDER BY created_at DESC, id DESC
+ LIMIT $6
+"""
+
+
+async def query(
+    run_id: uuid.UUID,
+    *,
+    phases: Sequence[FeaturePhase] | None = None,
+    kinds: Sequence[MemoryKind] | None = None,
+    any_tags: Sequence[str] | None = None,
+    all_tags: Sequence[str] | None = None,
+    limit: int = 100,
+    conn: asyncpg.Connection | None = None,
+) -> list[Memory]:
+    """A run's memories, newest first, filtered by phase, kind, and tags (any / all)."""
+    async with db.connection(conn) as c:
+        rows = await c.fetch(
+            QUERY,
+            run_id,
+            None if phases is None else [FeaturePhase(p).value for p in phases],
+            None if kinds is None else [MemoryKind(k).value for k in kinds],
+            None if any_tags is None else list(any_tags),
+            None if all_tags is None else list(all_tags),
+            limit,
+        )
+    return [_memory(r) for r in rows]
