@@ -191,8 +191,8 @@ async def start_phase(
             )
         row = await c.fetchrow(
             "INSERT INTO agent.phase_results (run_id, phase, attempt) "
-            "SELECT $1, $2, coalesce(max(attempt), 0) + 1 FROM agent.phase_results "
-            f"WHERE run_id = $1 AND phase = $2 RETURNING {_PHASE}",
+            "SELECT $1, $2::varchar, coalesce(max(attempt), 0) + 1 FROM agent.phase_results "
+            f"WHERE run_id = $1 AND phase = $2::varchar RETURNING {_PHASE}",
             run_id,
             phase.value,
         )
@@ -290,9 +290,9 @@ async def advance(
             )
         following = transitions.next_phase(run.current_phase)
         row = await c.fetchrow(
-            "UPDATE agent.feature_runs SET current_phase = $2, "
+            "UPDATE agent.feature_runs SET current_phase = $2::varchar, "
             "pr_url = coalesce($3, pr_url), branch_name = coalesce($4, branch_name), "
-            "completed_at = CASE WHEN $2 = 'completed' THEN now() ELSE completed_at END "
+            "completed_at = CASE WHEN $2::varchar = 'completed' THEN now() ELSE completed_at END "
             f"WHERE id = $1 RETURNING {_RUN}",
             run_id,
             following.value,
@@ -306,7 +306,7 @@ async def fail_run(run_id: uuid.UUID, error: str, *, conn: asyncpg.Connection | 
     """End the run as failed from any phase; running attempts are failed with it."""
     async with db.transaction(conn) as c:
         run = await _locked_run(c, run_id)
-        if not transitions.allowed(transitions.RUN_PHASE, run.current_phase, FeaturePhase.failed):
+        if FeaturePhase.failed not in transitions.RUN_PHASE[run.current_phase]:
             raise RuleViolation(
                 "run_phase_transition",
                 f"run_phase_transition: run {run_id} is {run.current_phase.value}; it is over",

@@ -137,10 +137,10 @@ async def set_status(
     async with db.connection(conn) as c:
         try:
             row = await c.fetchrow(
-                "UPDATE agent.sandboxes SET status = $2, error = coalesce($3, error), "
-                "started_at = CASE WHEN $2 = 'running' THEN coalesce(started_at, now()) "
+                "UPDATE agent.sandboxes SET status = $2::varchar, error = coalesce($3, error), "
+                "started_at = CASE WHEN $2::varchar = 'running' THEN coalesce(started_at, now()) "
                 "                  ELSE started_at END, "
-                "stopped_at = CASE WHEN $2 IN ('stopped', 'failed', 'aborted') THEN now() "
+                "stopped_at = CASE WHEN $2::varchar IN ('stopped', 'failed', 'aborted') THEN now() "
                 "                  ELSE stopped_at END "
                 f"WHERE id = $1 RETURNING {_SANDBOX}",
                 sandbox_id,
