@@ -2,8 +2,9 @@
 
 What a worker may rely on:
 
-* :func:`save` numbers checkpoints 1, 2, 3 … per agent, atomically (concurrent saves for
-  one agent never share a number; the loser retries with the next one). A state equal to
+* :func:`save` numbers checkpoints 1, 2, 3 … per agent, atomically: concurrent saves for
+  one agent never share a number (a save that loses the race waits its turn on a
+  per-agent lock and takes the next number). A state equal to
   the latest one (same canonical JSON, compared by SHA-256) stores nothing: the latest
   checkpoint is returned with ``created=False``.
 * Each checkpoint points at the previous one (``parent_checkpoint_id``).
@@ -66,8 +67,8 @@ WITH latest AS (
     INSERT INTO agent.checkpoints (agent_id, sequence, parent_checkpoint_id, state_snapshot,
                                    state_hash, schema_version, label)
     SELECT $1, coalesce((SELECT sequence FROM latest), 0) + 1, (SELECT id FROM latest),
-           $2::jsonb, $3, $4, $5
-     WHERE NOT EXISTS (SELECT 1 FROM latest WHERE state_hash = $3)
+           $2::jsonb, $3::varchar, $4, $5
+     WHERE NOT EXISTS (SELECT 1 FROM latest WHERE state_hash = $3::varchar)
     RETURNING {_COLUMNS}
 )
 SELECT {_COLUMNS}, true AS created FROM created
@@ -75,7 +76,7 @@ UNION ALL
 SELECT c.id, c.agent_id, c.sequence, c.parent_checkpoint_id, c.state_hash, c.schema_version,
        c.label, c.created_at, false
   FROM agent.checkpoints AS c JOIN latest ON c.id = latest.id
- WHERE latest.state_hash = $3
+ WHERE latest.state_hash = $3::varchar
 """
 
 
@@ -91,26 +92,41 @@ async def save(
     the latest one. Returns the checkpoint holding it (``created`` tells which case)."""
     text = canonical(state)
     digest = state_hash(text)
+    args = (agent_id, text, digest, schema_version, label)
     async with db.connection(conn) as c:
-        for _ in range(5):
-            try:
-                # Inside the caller's transaction, a savepoint makes a retry possible.
-                async with c.transaction() if c.is_in_transaction() else contextlib.nullcontext():
-                    row = await c.fetchrow(SAVE, agent_id, text, digest, schema_version, label)
-            except asyncpg.UniqueViolationError as e:
-                if e.constraint_name == "checkpoints_agent_sequence_key":
-                    continue  # another save took this number: take the next
+        # Usually one worker saves for an agent: one statement, one round trip.
+        try:
+            async with c.transaction() if c.is_in_transaction() else contextlib.nullcontext():
+                row = await c.fetchrow(SAVE, *args)
+        except asyncpg.IntegrityConstraintViolationError as e:
+            if e.constraint_name not in _LOST_RACE:
                 raise translate(e) from e
-            except asyncpg.CheckViolationError as e:
-                if e.constraint_name == "checkpoint_sequence_increasing":
-                    continue
+            row = await _save_in_turn(c, agent_id, args)
+        except asyncpg.PostgresError as e:
+            raise translate(e) from e
+    return Checkpoint(**dict(row), state=state)
+
+
+_LOST_RACE = ("checkpoints_agent_sequence_key", "checkpoint_sequence_increasing")
+
+
+async def _save_in_turn(
+    c: asyncpg.Connection, agent_id: uuid.UUID, args: tuple[Any, ...]
+) -> asyncpg.Record:
+    """Save behind the agent's advisory lock. Savers on the lock-free first try can still
+    take a number first, each at most once, so a few tries under the lock always win."""
+    for _ in range(50):
+        try:
+            async with c.transaction():
+                await c.execute(
+                    "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", str(agent_id)
+                )
+                return await c.fetchrow(SAVE, *args)
+        except asyncpg.IntegrityConstraintViolationError as e:
+            if e.constraint_name not in _LOST_RACE:
                 raise translate(e) from e
-            except asyncpg.PostgresError as e:
-                raise translate(e) from e
-            values = dict(row)
-            return Checkpoint(**values, state=state)
     raise AgentAppError(
-        f"checkpoint_contention: agent {agent_id} had five concurrent saves in a row",
+        f"checkpoint_contention: agent {agent_id} kept losing the race for a number",
         rule="checkpoint_contention",
     )
 

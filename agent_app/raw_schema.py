@@ -13,6 +13,7 @@ violation and the message starts with the rule's name.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -33,12 +34,22 @@ class Function:
     signature: str
     returns: str
     body: str
+    #: ``SET`` clauses. Functions that look rows up set ``enable_seqscan = off``: their
+    #: lookups are index lookups by design, and PL/pgSQL caches plans, so a plan made
+    #: while a table was small would otherwise scan the whole table on every later call
+    #: (measured: a 30,000-row checkpoint insert took 31 s instead of 1.3 s).
+    settings: tuple[str, ...] = ()
 
     def create_sql(self) -> str:
+        settings = "".join(f" SET {s}" for s in self.settings)
         return (
             f"CREATE OR REPLACE FUNCTION {SCHEMA}.{self.name}({self.signature}) "
-            f"RETURNS {self.returns} LANGUAGE plpgsql AS $fn${self.body}$fn$;"
+            f"RETURNS {self.returns} LANGUAGE plpgsql{settings} AS $fn${self.body}$fn$;"
         )
+
+    def config(self) -> list[str]:
+        """The settings as ``pg_proc.proconfig`` lists them."""
+        return [s.replace(" = ", "=") for s in self.settings]
 
     def drop_sql(self) -> str:
         return f"DROP FUNCTION IF EXISTS {SCHEMA}.{self.name}({self.signature});"
@@ -402,8 +413,8 @@ BEGIN
             )
         };
         END IF;
-    ELSIF EXISTS (SELECT 1 FROM {SCHEMA}.checkpoints
-                   WHERE agent_id = NEW.agent_id AND sequence >= NEW.sequence) THEN
+    ELSIF (SELECT sequence FROM {SCHEMA}.checkpoints WHERE agent_id = NEW.agent_id
+            ORDER BY sequence DESC LIMIT 1) >= NEW.sequence THEN
         {
             _rule(
                 "checkpoint_sequence_increasing",
@@ -535,6 +546,15 @@ BEGIN
 END
 """,
     ),
+)
+
+_INDEX_LOOKUPS = frozenset({
+    "agents_guard", "agents_closure", "return_budgets", "agents_before_delete",
+    "budgets_guard", "budgets_before_delete", "checkpoints_guard",
+})  # fmt: skip
+FUNCTIONS = tuple(
+    dataclasses.replace(f, settings=("enable_seqscan = off",)) if f.name in _INDEX_LOOKUPS else f
+    for f in FUNCTIONS
 )
 
 _UPDATED_AT_TABLES = ("sandboxes", "feature_runs", "agents", "budgets", "workspaces")

@@ -130,6 +130,7 @@ class _Catalog:
         self.indexes: dict[str, tuple[str, str, bool]] = {}
         self.triggers: dict[tuple[str, str], str] = {}
         self.functions: dict[str, str] = {}
+        self.function_config: dict[str, list[str]] = {}
         self.comments: dict[str, str | None] = {}
 
     async def load(self, conn: asyncpg.Connection) -> None:
@@ -193,11 +194,12 @@ class _Catalog:
         ):
             self.triggers[(r["relname"], r["tgname"])] = r["def"]
         for r in await conn.fetch(
-            """SELECT p.proname, p.prosrc FROM pg_proc p
+            """SELECT p.proname, p.prosrc, coalesce(p.proconfig, '{}') AS config FROM pg_proc p
                  JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = $1""",
             SCHEMA,
         ):
             self.functions[r["proname"]] = r["prosrc"]
+            self.function_config[r["proname"]] = list(r["config"])
 
 
 async def _probe(conn: asyncpg.Connection, table: type[Table]) -> None:
@@ -522,6 +524,16 @@ async def database_drift(conn: asyncpg.Connection) -> list[Drift]:
                     "function",
                     function.name,
                     "its body differs from the code's",
+                    [function.create_sql()],
+                )
+            )
+        elif cat.function_config.get(function.name, []) != function.config():
+            drifts.append(
+                Drift(
+                    "function",
+                    function.name,
+                    f"its settings are {cat.function_config.get(function.name)}, "
+                    f"the code says {function.config()}",
                     [function.create_sql()],
                 )
             )

@@ -640,11 +640,6 @@ class Checkpoint(Table, tablename="checkpoints", schema=SCHEMA):
             where="parent_checkpoint_id IS NOT NULL",
             why="pruning nulls children's parent_checkpoint_id",
         ),
-        Index(
-            "checkpoints_agent_hash_idx",
-            ("agent_id", "state_hash"),
-            why="finding an already stored identical state",
-        ),
     )
 
 

@@ -61,6 +61,12 @@ DRIFTS = [
         "set_updated_at",
     ),
     (
+        "function settings",
+        "ALTER FUNCTION agent.checkpoints_guard() RESET enable_seqscan",
+        "function",
+        "settings",
+    ),
+    (
         "delete behaviour",
         "ALTER TABLE agent.feature_runs DROP CONSTRAINT feature_runs_sandbox_id_fkey; "
         "ALTER TABLE agent.feature_runs ADD CONSTRAINT feature_runs_sandbox_id_fkey FOREIGN KEY "

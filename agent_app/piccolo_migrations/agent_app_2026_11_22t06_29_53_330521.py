@@ -108,7 +108,7 @@ class Sandbox(Table, tablename="sandboxes", schema="agent"):
     )
 
 
-ID = "2026-11-22T06:08:07:248571"
+ID = "2026-11-22T06:29:53:330521"
 VERSION = "1.38.0"
 DESCRIPTION = "True"
 
@@ -119,40 +119,8 @@ async def forwards():
     )
 
     manager.add_table(
-        class_name="Agent", tablename="agents", schema="agent", columns=None
-    )
-
-    manager.add_table(
-        class_name="SandboxSnapshot",
-        tablename="sandbox_snapshots",
-        schema="agent",
-        columns=None,
-    )
-
-    manager.add_table(
         class_name="Hierarchy",
         tablename="hierarchies",
-        schema="agent",
-        columns=None,
-    )
-
-    manager.add_table(
-        class_name="Checkpoint",
-        tablename="checkpoints",
-        schema="agent",
-        columns=None,
-    )
-
-    manager.add_table(
-        class_name="Workspace",
-        tablename="workspaces",
-        schema="agent",
-        columns=None,
-    )
-
-    manager.add_table(
-        class_name="AgentStep",
-        tablename="agent_steps",
         schema="agent",
         columns=None,
     )
@@ -169,10 +137,6 @@ async def forwards():
     )
 
     manager.add_table(
-        class_name="Sandbox", tablename="sandboxes", schema="agent", columns=None
-    )
-
-    manager.add_table(
         class_name="PhaseResult",
         tablename="phase_results",
         schema="agent",
@@ -180,15 +144,8 @@ async def forwards():
     )
 
     manager.add_table(
-        class_name="AgentInvocation",
-        tablename="agent_invocations",
-        schema="agent",
-        columns=None,
-    )
-
-    manager.add_table(
-        class_name="ToolCall",
-        tablename="tool_calls",
+        class_name="AgentStep",
+        tablename="agent_steps",
         schema="agent",
         columns=None,
     )
@@ -205,424 +162,53 @@ async def forwards():
     )
 
     manager.add_table(
+        class_name="SandboxSnapshot",
+        tablename="sandbox_snapshots",
+        schema="agent",
+        columns=None,
+    )
+
+    manager.add_table(
+        class_name="Sandbox", tablename="sandboxes", schema="agent", columns=None
+    )
+
+    manager.add_table(
+        class_name="Workspace",
+        tablename="workspaces",
+        schema="agent",
+        columns=None,
+    )
+
+    manager.add_table(
+        class_name="ToolCall",
+        tablename="tool_calls",
+        schema="agent",
+        columns=None,
+    )
+
+    manager.add_table(
+        class_name="Agent", tablename="agents", schema="agent", columns=None
+    )
+
+    manager.add_table(
+        class_name="AgentInvocation",
+        tablename="agent_invocations",
+        schema="agent",
+        columns=None,
+    )
+
+    manager.add_table(
         class_name="MemoryRecord",
         tablename="memory_records",
         schema="agent",
         columns=None,
     )
 
-    manager.add_column(
-        table_class_name="Agent",
-        tablename="agents",
-        column_name="id",
-        db_column_name="id",
-        column_class_name="UUID",
-        column_class=UUID,
-        params={
-            "default": UUID4(),
-            "null": False,
-            "primary_key": True,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
+    manager.add_table(
+        class_name="Checkpoint",
+        tablename="checkpoints",
         schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Agent",
-        tablename="agents",
-        column_name="run_id",
-        db_column_name="run_id",
-        column_class_name="ForeignKey",
-        column_class=ForeignKey,
-        params={
-            "references": FeatureRun,
-            "on_delete": OnDelete.cascade,
-            "on_update": OnUpdate.cascade,
-            "target_column": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Agent",
-        tablename="agents",
-        column_name="parent_id",
-        db_column_name="parent_id",
-        column_class_name="ForeignKey",
-        column_class=ForeignKey,
-        params={
-            "references": "self",
-            "on_delete": OnDelete.no_action,
-            "on_update": OnUpdate.cascade,
-            "target_column": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Agent",
-        tablename="agents",
-        column_name="depth_level",
-        db_column_name="depth_level",
-        column_class_name="Integer",
-        column_class=Integer,
-        params={
-            "default": 0,
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Agent",
-        tablename="agents",
-        column_name="agent_type",
-        db_column_name="agent_type",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 255,
-            "default": "",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": Enum(
-                "AgentType",
-                {
-                    "orchestrator": "orchestrator",
-                    "explorer": "explorer",
-                    "coder": "coder",
-                    "judge": "judge",
-                    "meta_judge": "meta_judge",
-                },
-            ),
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Agent",
-        tablename="agents",
-        column_name="name",
-        db_column_name="name",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 255,
-            "default": "",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Agent",
-        tablename="agents",
-        column_name="status",
-        db_column_name="status",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 255,
-            "default": "pending",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": Enum(
-                "AgentStatus",
-                {
-                    "pending": "pending",
-                    "running": "running",
-                    "waiting": "waiting",
-                    "completed": "completed",
-                    "failed": "failed",
-                    "terminated": "terminated",
-                },
-            ),
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Agent",
-        tablename="agents",
-        column_name="created_at",
-        db_column_name="created_at",
-        column_class_name="Timestamptz",
-        column_class=Timestamptz,
-        params={
-            "default": TimestamptzNow(),
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Agent",
-        tablename="agents",
-        column_name="updated_at",
-        db_column_name="updated_at",
-        column_class_name="Timestamptz",
-        column_class=Timestamptz,
-        params={
-            "default": TimestamptzNow(),
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Agent",
-        tablename="agents",
-        column_name="finished_at",
-        db_column_name="finished_at",
-        column_class_name="Timestamptz",
-        column_class=Timestamptz,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="SandboxSnapshot",
-        tablename="sandbox_snapshots",
-        column_name="id",
-        db_column_name="id",
-        column_class_name="UUID",
-        column_class=UUID,
-        params={
-            "default": UUID4(),
-            "null": False,
-            "primary_key": True,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="SandboxSnapshot",
-        tablename="sandbox_snapshots",
-        column_name="sandbox_id",
-        db_column_name="sandbox_id",
-        column_class_name="ForeignKey",
-        column_class=ForeignKey,
-        params={
-            "references": Sandbox,
-            "on_delete": OnDelete.no_action,
-            "on_update": OnUpdate.cascade,
-            "target_column": None,
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="SandboxSnapshot",
-        tablename="sandbox_snapshots",
-        column_name="status",
-        db_column_name="status",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 255,
-            "default": "created",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": Enum(
-                "SnapshotStatus",
-                {"created": "created", "deleted": "deleted", "failed": "failed"},
-            ),
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="SandboxSnapshot",
-        tablename="sandbox_snapshots",
-        column_name="external_id",
-        db_column_name="external_id",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 255,
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="SandboxSnapshot",
-        tablename="sandbox_snapshots",
-        column_name="size_bytes",
-        db_column_name="size_bytes",
-        column_class_name="BigInt",
-        column_class=BigInt,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="SandboxSnapshot",
-        tablename="sandbox_snapshots",
-        column_name="metadata",
-        db_column_name="metadata",
-        column_class_name="JSONB",
-        column_class=JSONB,
-        params={
-            "default": "{}",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="SandboxSnapshot",
-        tablename="sandbox_snapshots",
-        column_name="created_at",
-        db_column_name="created_at",
-        column_class_name="Timestamptz",
-        column_class=Timestamptz,
-        params={
-            "default": TimestamptzNow(),
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="SandboxSnapshot",
-        tablename="sandbox_snapshots",
-        column_name="deleted_at",
-        db_column_name="deleted_at",
-        column_class_name="Timestamptz",
-        column_class=Timestamptz,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
+        columns=None,
     )
 
     manager.add_column(
@@ -704,777 +290,6 @@ async def forwards():
         params={
             "default": 1,
             "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Checkpoint",
-        tablename="checkpoints",
-        column_name="id",
-        db_column_name="id",
-        column_class_name="UUID",
-        column_class=UUID,
-        params={
-            "default": UUID4(),
-            "null": False,
-            "primary_key": True,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Checkpoint",
-        tablename="checkpoints",
-        column_name="agent_id",
-        db_column_name="agent_id",
-        column_class_name="ForeignKey",
-        column_class=ForeignKey,
-        params={
-            "references": Agent,
-            "on_delete": OnDelete.cascade,
-            "on_update": OnUpdate.cascade,
-            "target_column": None,
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Checkpoint",
-        tablename="checkpoints",
-        column_name="sequence",
-        db_column_name="sequence",
-        column_class_name="Integer",
-        column_class=Integer,
-        params={
-            "default": 1,
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Checkpoint",
-        tablename="checkpoints",
-        column_name="parent_checkpoint_id",
-        db_column_name="parent_checkpoint_id",
-        column_class_name="ForeignKey",
-        column_class=ForeignKey,
-        params={
-            "references": "self",
-            "on_delete": OnDelete.set_null,
-            "on_update": OnUpdate.cascade,
-            "target_column": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Checkpoint",
-        tablename="checkpoints",
-        column_name="state_snapshot",
-        db_column_name="state_snapshot",
-        column_class_name="JSONB",
-        column_class=JSONB,
-        params={
-            "default": "{}",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Checkpoint",
-        tablename="checkpoints",
-        column_name="state_hash",
-        db_column_name="state_hash",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 255,
-            "default": "",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Checkpoint",
-        tablename="checkpoints",
-        column_name="schema_version",
-        db_column_name="schema_version",
-        column_class_name="Integer",
-        column_class=Integer,
-        params={
-            "default": 1,
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Checkpoint",
-        tablename="checkpoints",
-        column_name="label",
-        db_column_name="label",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 255,
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Checkpoint",
-        tablename="checkpoints",
-        column_name="created_at",
-        db_column_name="created_at",
-        column_class_name="Timestamptz",
-        column_class=Timestamptz,
-        params={
-            "default": TimestamptzNow(),
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Workspace",
-        tablename="workspaces",
-        column_name="id",
-        db_column_name="id",
-        column_class_name="UUID",
-        column_class=UUID,
-        params={
-            "default": UUID4(),
-            "null": False,
-            "primary_key": True,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Workspace",
-        tablename="workspaces",
-        column_name="agent_id",
-        db_column_name="agent_id",
-        column_class_name="ForeignKey",
-        column_class=ForeignKey,
-        params={
-            "references": Agent,
-            "on_delete": OnDelete.cascade,
-            "on_update": OnUpdate.cascade,
-            "target_column": None,
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Workspace",
-        tablename="workspaces",
-        column_name="sandbox_id",
-        db_column_name="sandbox_id",
-        column_class_name="ForeignKey",
-        column_class=ForeignKey,
-        params={
-            "references": Sandbox,
-            "on_delete": OnDelete.no_action,
-            "on_update": OnUpdate.cascade,
-            "target_column": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Workspace",
-        tablename="workspaces",
-        column_name="worktree_path",
-        db_column_name="worktree_path",
-        column_class_name="Text",
-        column_class=Text,
-        params={
-            "default": "",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Workspace",
-        tablename="workspaces",
-        column_name="branch_name",
-        db_column_name="branch_name",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 255,
-            "default": "",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Workspace",
-        tablename="workspaces",
-        column_name="base_ref",
-        db_column_name="base_ref",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 255,
-            "default": "",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Workspace",
-        tablename="workspaces",
-        column_name="head_commit",
-        db_column_name="head_commit",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 255,
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Workspace",
-        tablename="workspaces",
-        column_name="status",
-        db_column_name="status",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 255,
-            "default": "active",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": Enum(
-                "WorkspaceStatus", {"active": "active", "released": "released"}
-            ),
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Workspace",
-        tablename="workspaces",
-        column_name="created_at",
-        db_column_name="created_at",
-        column_class_name="Timestamptz",
-        column_class=Timestamptz,
-        params={
-            "default": TimestamptzNow(),
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Workspace",
-        tablename="workspaces",
-        column_name="updated_at",
-        db_column_name="updated_at",
-        column_class_name="Timestamptz",
-        column_class=Timestamptz,
-        params={
-            "default": TimestamptzNow(),
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Workspace",
-        tablename="workspaces",
-        column_name="released_at",
-        db_column_name="released_at",
-        column_class_name="Timestamptz",
-        column_class=Timestamptz,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="AgentStep",
-        tablename="agent_steps",
-        column_name="id",
-        db_column_name="id",
-        column_class_name="UUID",
-        column_class=UUID,
-        params={
-            "default": UUID4(),
-            "null": False,
-            "primary_key": True,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="AgentStep",
-        tablename="agent_steps",
-        column_name="invocation_id",
-        db_column_name="invocation_id",
-        column_class_name="ForeignKey",
-        column_class=ForeignKey,
-        params={
-            "references": AgentInvocation,
-            "on_delete": OnDelete.cascade,
-            "on_update": OnUpdate.cascade,
-            "target_column": None,
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="AgentStep",
-        tablename="agent_steps",
-        column_name="step_number",
-        db_column_name="step_number",
-        column_class_name="Integer",
-        column_class=Integer,
-        params={
-            "default": 0,
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="AgentStep",
-        tablename="agent_steps",
-        column_name="finish_reason",
-        db_column_name="finish_reason",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 255,
-            "default": "",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": Enum(
-                "FinishReason",
-                {
-                    "stop": "stop",
-                    "length": "length",
-                    "content_filter": "content-filter",
-                    "tool_calls": "tool-calls",
-                    "error": "error",
-                    "other": "other",
-                },
-            ),
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="AgentStep",
-        tablename="agent_steps",
-        column_name="raw_finish_reason",
-        db_column_name="raw_finish_reason",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 255,
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="AgentStep",
-        tablename="agent_steps",
-        column_name="text",
-        db_column_name="text",
-        column_class_name="Text",
-        column_class=Text,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="AgentStep",
-        tablename="agent_steps",
-        column_name="reasoning",
-        db_column_name="reasoning",
-        column_class_name="Text",
-        column_class=Text,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="AgentStep",
-        tablename="agent_steps",
-        column_name="input_tokens",
-        db_column_name="input_tokens",
-        column_class_name="Integer",
-        column_class=Integer,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="AgentStep",
-        tablename="agent_steps",
-        column_name="output_tokens",
-        db_column_name="output_tokens",
-        column_class_name="Integer",
-        column_class=Integer,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="AgentStep",
-        tablename="agent_steps",
-        column_name="cached_input_tokens",
-        db_column_name="cached_input_tokens",
-        column_class_name="Integer",
-        column_class=Integer,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="AgentStep",
-        tablename="agent_steps",
-        column_name="reasoning_tokens",
-        db_column_name="reasoning_tokens",
-        column_class_name="Integer",
-        column_class=Integer,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="AgentStep",
-        tablename="agent_steps",
-        column_name="cost_usd",
-        db_column_name="cost_usd",
-        column_class_name="Numeric",
-        column_class=Numeric,
-        params={
-            "default": None,
-            "digits": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="AgentStep",
-        tablename="agent_steps",
-        column_name="response_metadata",
-        db_column_name="response_metadata",
-        column_class_name="JSONB",
-        column_class=JSONB,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="AgentStep",
-        tablename="agent_steps",
-        column_name="started_at",
-        db_column_name="started_at",
-        column_class_name="Timestamptz",
-        column_class=Timestamptz,
-        params={
-            "default": TimestamptzNow(),
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="AgentStep",
-        tablename="agent_steps",
-        column_name="finished_at",
-        db_column_name="finished_at",
-        column_class_name="Timestamptz",
-        column_class=Timestamptz,
-        params={
-            "default": None,
-            "null": True,
             "primary_key": False,
             "unique": False,
             "index": False,
@@ -2155,302 +970,6 @@ async def forwards():
     )
 
     manager.add_column(
-        table_class_name="Sandbox",
-        tablename="sandboxes",
-        column_name="id",
-        db_column_name="id",
-        column_class_name="UUID",
-        column_class=UUID,
-        params={
-            "default": UUID4(),
-            "null": False,
-            "primary_key": True,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Sandbox",
-        tablename="sandboxes",
-        column_name="status",
-        db_column_name="status",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 255,
-            "default": "pending",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": Enum(
-                "SandboxStatus",
-                {
-                    "pending": "pending",
-                    "running": "running",
-                    "stopping": "stopping",
-                    "stopped": "stopped",
-                    "failed": "failed",
-                    "aborted": "aborted",
-                    "snapshotting": "snapshotting",
-                },
-            ),
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Sandbox",
-        tablename="sandboxes",
-        column_name="source_type",
-        db_column_name="source_type",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 255,
-            "default": "",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": Enum(
-                "SandboxSourceType",
-                {
-                    "git": "git",
-                    "tarball": "tarball",
-                    "snapshot": "snapshot",
-                    "empty": "empty",
-                },
-            ),
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Sandbox",
-        tablename="sandboxes",
-        column_name="source_ref",
-        db_column_name="source_ref",
-        column_class_name="Text",
-        column_class=Text,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Sandbox",
-        tablename="sandboxes",
-        column_name="source_snapshot_id",
-        db_column_name="source_snapshot_id",
-        column_class_name="UUID",
-        column_class=UUID,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Sandbox",
-        tablename="sandboxes",
-        column_name="provider",
-        db_column_name="provider",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 255,
-            "default": "",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Sandbox",
-        tablename="sandboxes",
-        column_name="external_id",
-        db_column_name="external_id",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 255,
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": True,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Sandbox",
-        tablename="sandboxes",
-        column_name="config",
-        db_column_name="config",
-        column_class_name="JSONB",
-        column_class=JSONB,
-        params={
-            "default": "{}",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Sandbox",
-        tablename="sandboxes",
-        column_name="error",
-        db_column_name="error",
-        column_class_name="Text",
-        column_class=Text,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Sandbox",
-        tablename="sandboxes",
-        column_name="created_at",
-        db_column_name="created_at",
-        column_class_name="Timestamptz",
-        column_class=Timestamptz,
-        params={
-            "default": TimestamptzNow(),
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Sandbox",
-        tablename="sandboxes",
-        column_name="updated_at",
-        db_column_name="updated_at",
-        column_class_name="Timestamptz",
-        column_class=Timestamptz,
-        params={
-            "default": TimestamptzNow(),
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Sandbox",
-        tablename="sandboxes",
-        column_name="started_at",
-        db_column_name="started_at",
-        column_class_name="Timestamptz",
-        column_class=Timestamptz,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="Sandbox",
-        tablename="sandboxes",
-        column_name="stopped_at",
-        db_column_name="stopped_at",
-        column_class_name="Timestamptz",
-        column_class=Timestamptz,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
         table_class_name="PhaseResult",
         tablename="phase_results",
         column_name="id",
@@ -2680,8 +1199,8 @@ async def forwards():
     )
 
     manager.add_column(
-        table_class_name="AgentInvocation",
-        tablename="agent_invocations",
+        table_class_name="AgentStep",
+        tablename="agent_steps",
         column_name="id",
         db_column_name="id",
         column_class_name="UUID",
@@ -2701,403 +1220,8 @@ async def forwards():
     )
 
     manager.add_column(
-        table_class_name="AgentInvocation",
-        tablename="agent_invocations",
-        column_name="run_id",
-        db_column_name="run_id",
-        column_class_name="ForeignKey",
-        column_class=ForeignKey,
-        params={
-            "references": FeatureRun,
-            "on_delete": OnDelete.cascade,
-            "on_update": OnUpdate.cascade,
-            "target_column": None,
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="AgentInvocation",
-        tablename="agent_invocations",
-        column_name="phase_result_id",
-        db_column_name="phase_result_id",
-        column_class_name="ForeignKey",
-        column_class=ForeignKey,
-        params={
-            "references": PhaseResult,
-            "on_delete": OnDelete.cascade,
-            "on_update": OnUpdate.cascade,
-            "target_column": None,
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="AgentInvocation",
-        tablename="agent_invocations",
-        column_name="agent_id",
-        db_column_name="agent_id",
-        column_class_name="ForeignKey",
-        column_class=ForeignKey,
-        params={
-            "references": Agent,
-            "on_delete": OnDelete.no_action,
-            "on_update": OnUpdate.cascade,
-            "target_column": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="AgentInvocation",
-        tablename="agent_invocations",
-        column_name="parent_invocation_id",
-        db_column_name="parent_invocation_id",
-        column_class_name="ForeignKey",
-        column_class=ForeignKey,
-        params={
-            "references": "self",
-            "on_delete": OnDelete.no_action,
-            "on_update": OnUpdate.cascade,
-            "target_column": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="AgentInvocation",
-        tablename="agent_invocations",
-        column_name="agent_type",
-        db_column_name="agent_type",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 255,
-            "default": "",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": Enum(
-                "AgentType",
-                {
-                    "orchestrator": "orchestrator",
-                    "explorer": "explorer",
-                    "coder": "coder",
-                    "judge": "judge",
-                    "meta_judge": "meta_judge",
-                },
-            ),
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="AgentInvocation",
-        tablename="agent_invocations",
-        column_name="model",
-        db_column_name="model",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 255,
-            "default": "",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="AgentInvocation",
-        tablename="agent_invocations",
-        column_name="input",
-        db_column_name="input",
-        column_class_name="JSONB",
-        column_class=JSONB,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="AgentInvocation",
-        tablename="agent_invocations",
-        column_name="output",
-        db_column_name="output",
-        column_class_name="JSONB",
-        column_class=JSONB,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="AgentInvocation",
-        tablename="agent_invocations",
-        column_name="finish_reason",
-        db_column_name="finish_reason",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 255,
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": Enum(
-                "FinishReason",
-                {
-                    "stop": "stop",
-                    "length": "length",
-                    "content_filter": "content-filter",
-                    "tool_calls": "tool-calls",
-                    "error": "error",
-                    "other": "other",
-                },
-            ),
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="AgentInvocation",
-        tablename="agent_invocations",
-        column_name="error",
-        db_column_name="error",
-        column_class_name="Text",
-        column_class=Text,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="AgentInvocation",
-        tablename="agent_invocations",
-        column_name="input_tokens",
-        db_column_name="input_tokens",
-        column_class_name="BigInt",
-        column_class=BigInt,
-        params={
-            "default": 0,
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="AgentInvocation",
-        tablename="agent_invocations",
-        column_name="output_tokens",
-        db_column_name="output_tokens",
-        column_class_name="BigInt",
-        column_class=BigInt,
-        params={
-            "default": 0,
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="AgentInvocation",
-        tablename="agent_invocations",
-        column_name="cost_usd",
-        db_column_name="cost_usd",
-        column_class_name="Numeric",
-        column_class=Numeric,
-        params={
-            "default": decimal.Decimal("0"),
-            "digits": None,
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="AgentInvocation",
-        tablename="agent_invocations",
-        column_name="started_at",
-        db_column_name="started_at",
-        column_class_name="Timestamptz",
-        column_class=Timestamptz,
-        params={
-            "default": TimestamptzNow(),
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="AgentInvocation",
-        tablename="agent_invocations",
-        column_name="finished_at",
-        db_column_name="finished_at",
-        column_class_name="Timestamptz",
-        column_class=Timestamptz,
-        params={
-            "default": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="ToolCall",
-        tablename="tool_calls",
-        column_name="id",
-        db_column_name="id",
-        column_class_name="UUID",
-        column_class=UUID,
-        params={
-            "default": UUID4(),
-            "null": False,
-            "primary_key": True,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="ToolCall",
-        tablename="tool_calls",
-        column_name="step_id",
-        db_column_name="step_id",
-        column_class_name="ForeignKey",
-        column_class=ForeignKey,
-        params={
-            "references": AgentStep,
-            "on_delete": OnDelete.cascade,
-            "on_update": OnUpdate.cascade,
-            "target_column": None,
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="ToolCall",
-        tablename="tool_calls",
+        table_class_name="AgentStep",
+        tablename="agent_steps",
         column_name="invocation_id",
         db_column_name="invocation_id",
         column_class_name="ForeignKey",
@@ -3120,94 +1244,50 @@ async def forwards():
     )
 
     manager.add_column(
-        table_class_name="ToolCall",
-        tablename="tool_calls",
-        column_name="tool_call_id",
-        db_column_name="tool_call_id",
+        table_class_name="AgentStep",
+        tablename="agent_steps",
+        column_name="step_number",
+        db_column_name="step_number",
+        column_class_name="Integer",
+        column_class=Integer,
+        params={
+            "default": 0,
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="AgentStep",
+        tablename="agent_steps",
+        column_name="finish_reason",
+        db_column_name="finish_reason",
         column_class_name="Varchar",
         column_class=Varchar,
         params={
             "length": 255,
             "default": "",
             "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="ToolCall",
-        tablename="tool_calls",
-        column_name="tool_name",
-        db_column_name="tool_name",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 255,
-            "default": "",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="ToolCall",
-        tablename="tool_calls",
-        column_name="input",
-        db_column_name="input",
-        column_class_name="JSONB",
-        column_class=JSONB,
-        params={
-            "default": "{}",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="ToolCall",
-        tablename="tool_calls",
-        column_name="output_type",
-        db_column_name="output_type",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 255,
-            "default": None,
-            "null": True,
             "primary_key": False,
             "unique": False,
             "index": False,
             "index_method": IndexMethod.btree,
             "choices": Enum(
-                "ToolOutputType",
+                "FinishReason",
                 {
-                    "text": "text",
-                    "json": "json",
-                    "execution_denied": "execution-denied",
-                    "error_text": "error-text",
-                    "error_json": "error-json",
-                    "content": "content",
+                    "stop": "stop",
+                    "length": "length",
+                    "content_filter": "content-filter",
+                    "tool_calls": "tool-calls",
+                    "error": "error",
+                    "other": "other",
                 },
             ),
             "db_column_name": None,
@@ -3217,10 +1297,180 @@ async def forwards():
     )
 
     manager.add_column(
-        table_class_name="ToolCall",
-        tablename="tool_calls",
-        column_name="output",
-        db_column_name="output",
+        table_class_name="AgentStep",
+        tablename="agent_steps",
+        column_name="raw_finish_reason",
+        db_column_name="raw_finish_reason",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 255,
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="AgentStep",
+        tablename="agent_steps",
+        column_name="text",
+        db_column_name="text",
+        column_class_name="Text",
+        column_class=Text,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="AgentStep",
+        tablename="agent_steps",
+        column_name="reasoning",
+        db_column_name="reasoning",
+        column_class_name="Text",
+        column_class=Text,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="AgentStep",
+        tablename="agent_steps",
+        column_name="input_tokens",
+        db_column_name="input_tokens",
+        column_class_name="Integer",
+        column_class=Integer,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="AgentStep",
+        tablename="agent_steps",
+        column_name="output_tokens",
+        db_column_name="output_tokens",
+        column_class_name="Integer",
+        column_class=Integer,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="AgentStep",
+        tablename="agent_steps",
+        column_name="cached_input_tokens",
+        db_column_name="cached_input_tokens",
+        column_class_name="Integer",
+        column_class=Integer,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="AgentStep",
+        tablename="agent_steps",
+        column_name="reasoning_tokens",
+        db_column_name="reasoning_tokens",
+        column_class_name="Integer",
+        column_class=Integer,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="AgentStep",
+        tablename="agent_steps",
+        column_name="cost_usd",
+        db_column_name="cost_usd",
+        column_class_name="Numeric",
+        column_class=Numeric,
+        params={
+            "default": None,
+            "digits": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="AgentStep",
+        tablename="agent_steps",
+        column_name="response_metadata",
+        db_column_name="response_metadata",
         column_class_name="JSONB",
         column_class=JSONB,
         params={
@@ -3238,29 +1488,8 @@ async def forwards():
     )
 
     manager.add_column(
-        table_class_name="ToolCall",
-        tablename="tool_calls",
-        column_name="provider_executed",
-        db_column_name="provider_executed",
-        column_class_name="Boolean",
-        column_class=Boolean,
-        params={
-            "default": False,
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema="agent",
-    )
-
-    manager.add_column(
-        table_class_name="ToolCall",
-        tablename="tool_calls",
+        table_class_name="AgentStep",
+        tablename="agent_steps",
         column_name="started_at",
         db_column_name="started_at",
         column_class_name="Timestamptz",
@@ -3280,8 +1509,8 @@ async def forwards():
     )
 
     manager.add_column(
-        table_class_name="ToolCall",
-        tablename="tool_calls",
+        table_class_name="AgentStep",
+        tablename="agent_steps",
         column_name="finished_at",
         db_column_name="finished_at",
         column_class_name="Timestamptz",
@@ -3734,6 +1963,1580 @@ async def forwards():
     )
 
     manager.add_column(
+        table_class_name="SandboxSnapshot",
+        tablename="sandbox_snapshots",
+        column_name="id",
+        db_column_name="id",
+        column_class_name="UUID",
+        column_class=UUID,
+        params={
+            "default": UUID4(),
+            "null": False,
+            "primary_key": True,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="SandboxSnapshot",
+        tablename="sandbox_snapshots",
+        column_name="sandbox_id",
+        db_column_name="sandbox_id",
+        column_class_name="ForeignKey",
+        column_class=ForeignKey,
+        params={
+            "references": Sandbox,
+            "on_delete": OnDelete.no_action,
+            "on_update": OnUpdate.cascade,
+            "target_column": None,
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="SandboxSnapshot",
+        tablename="sandbox_snapshots",
+        column_name="status",
+        db_column_name="status",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 255,
+            "default": "created",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": Enum(
+                "SnapshotStatus",
+                {"created": "created", "deleted": "deleted", "failed": "failed"},
+            ),
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="SandboxSnapshot",
+        tablename="sandbox_snapshots",
+        column_name="external_id",
+        db_column_name="external_id",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 255,
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="SandboxSnapshot",
+        tablename="sandbox_snapshots",
+        column_name="size_bytes",
+        db_column_name="size_bytes",
+        column_class_name="BigInt",
+        column_class=BigInt,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="SandboxSnapshot",
+        tablename="sandbox_snapshots",
+        column_name="metadata",
+        db_column_name="metadata",
+        column_class_name="JSONB",
+        column_class=JSONB,
+        params={
+            "default": "{}",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="SandboxSnapshot",
+        tablename="sandbox_snapshots",
+        column_name="created_at",
+        db_column_name="created_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": TimestamptzNow(),
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="SandboxSnapshot",
+        tablename="sandbox_snapshots",
+        column_name="deleted_at",
+        db_column_name="deleted_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Sandbox",
+        tablename="sandboxes",
+        column_name="id",
+        db_column_name="id",
+        column_class_name="UUID",
+        column_class=UUID,
+        params={
+            "default": UUID4(),
+            "null": False,
+            "primary_key": True,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Sandbox",
+        tablename="sandboxes",
+        column_name="status",
+        db_column_name="status",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 255,
+            "default": "pending",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": Enum(
+                "SandboxStatus",
+                {
+                    "pending": "pending",
+                    "running": "running",
+                    "stopping": "stopping",
+                    "stopped": "stopped",
+                    "failed": "failed",
+                    "aborted": "aborted",
+                    "snapshotting": "snapshotting",
+                },
+            ),
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Sandbox",
+        tablename="sandboxes",
+        column_name="source_type",
+        db_column_name="source_type",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 255,
+            "default": "",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": Enum(
+                "SandboxSourceType",
+                {
+                    "git": "git",
+                    "tarball": "tarball",
+                    "snapshot": "snapshot",
+                    "empty": "empty",
+                },
+            ),
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Sandbox",
+        tablename="sandboxes",
+        column_name="source_ref",
+        db_column_name="source_ref",
+        column_class_name="Text",
+        column_class=Text,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Sandbox",
+        tablename="sandboxes",
+        column_name="source_snapshot_id",
+        db_column_name="source_snapshot_id",
+        column_class_name="UUID",
+        column_class=UUID,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Sandbox",
+        tablename="sandboxes",
+        column_name="provider",
+        db_column_name="provider",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 255,
+            "default": "",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Sandbox",
+        tablename="sandboxes",
+        column_name="external_id",
+        db_column_name="external_id",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 255,
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": True,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Sandbox",
+        tablename="sandboxes",
+        column_name="config",
+        db_column_name="config",
+        column_class_name="JSONB",
+        column_class=JSONB,
+        params={
+            "default": "{}",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Sandbox",
+        tablename="sandboxes",
+        column_name="error",
+        db_column_name="error",
+        column_class_name="Text",
+        column_class=Text,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Sandbox",
+        tablename="sandboxes",
+        column_name="created_at",
+        db_column_name="created_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": TimestamptzNow(),
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Sandbox",
+        tablename="sandboxes",
+        column_name="updated_at",
+        db_column_name="updated_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": TimestamptzNow(),
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Sandbox",
+        tablename="sandboxes",
+        column_name="started_at",
+        db_column_name="started_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Sandbox",
+        tablename="sandboxes",
+        column_name="stopped_at",
+        db_column_name="stopped_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Workspace",
+        tablename="workspaces",
+        column_name="id",
+        db_column_name="id",
+        column_class_name="UUID",
+        column_class=UUID,
+        params={
+            "default": UUID4(),
+            "null": False,
+            "primary_key": True,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Workspace",
+        tablename="workspaces",
+        column_name="agent_id",
+        db_column_name="agent_id",
+        column_class_name="ForeignKey",
+        column_class=ForeignKey,
+        params={
+            "references": Agent,
+            "on_delete": OnDelete.cascade,
+            "on_update": OnUpdate.cascade,
+            "target_column": None,
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Workspace",
+        tablename="workspaces",
+        column_name="sandbox_id",
+        db_column_name="sandbox_id",
+        column_class_name="ForeignKey",
+        column_class=ForeignKey,
+        params={
+            "references": Sandbox,
+            "on_delete": OnDelete.no_action,
+            "on_update": OnUpdate.cascade,
+            "target_column": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Workspace",
+        tablename="workspaces",
+        column_name="worktree_path",
+        db_column_name="worktree_path",
+        column_class_name="Text",
+        column_class=Text,
+        params={
+            "default": "",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Workspace",
+        tablename="workspaces",
+        column_name="branch_name",
+        db_column_name="branch_name",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 255,
+            "default": "",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Workspace",
+        tablename="workspaces",
+        column_name="base_ref",
+        db_column_name="base_ref",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 255,
+            "default": "",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Workspace",
+        tablename="workspaces",
+        column_name="head_commit",
+        db_column_name="head_commit",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 255,
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Workspace",
+        tablename="workspaces",
+        column_name="status",
+        db_column_name="status",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 255,
+            "default": "active",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": Enum(
+                "WorkspaceStatus", {"active": "active", "released": "released"}
+            ),
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Workspace",
+        tablename="workspaces",
+        column_name="created_at",
+        db_column_name="created_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": TimestamptzNow(),
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Workspace",
+        tablename="workspaces",
+        column_name="updated_at",
+        db_column_name="updated_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": TimestamptzNow(),
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Workspace",
+        tablename="workspaces",
+        column_name="released_at",
+        db_column_name="released_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="ToolCall",
+        tablename="tool_calls",
+        column_name="id",
+        db_column_name="id",
+        column_class_name="UUID",
+        column_class=UUID,
+        params={
+            "default": UUID4(),
+            "null": False,
+            "primary_key": True,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="ToolCall",
+        tablename="tool_calls",
+        column_name="step_id",
+        db_column_name="step_id",
+        column_class_name="ForeignKey",
+        column_class=ForeignKey,
+        params={
+            "references": AgentStep,
+            "on_delete": OnDelete.cascade,
+            "on_update": OnUpdate.cascade,
+            "target_column": None,
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="ToolCall",
+        tablename="tool_calls",
+        column_name="invocation_id",
+        db_column_name="invocation_id",
+        column_class_name="ForeignKey",
+        column_class=ForeignKey,
+        params={
+            "references": AgentInvocation,
+            "on_delete": OnDelete.cascade,
+            "on_update": OnUpdate.cascade,
+            "target_column": None,
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="ToolCall",
+        tablename="tool_calls",
+        column_name="tool_call_id",
+        db_column_name="tool_call_id",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 255,
+            "default": "",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="ToolCall",
+        tablename="tool_calls",
+        column_name="tool_name",
+        db_column_name="tool_name",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 255,
+            "default": "",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="ToolCall",
+        tablename="tool_calls",
+        column_name="input",
+        db_column_name="input",
+        column_class_name="JSONB",
+        column_class=JSONB,
+        params={
+            "default": "{}",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="ToolCall",
+        tablename="tool_calls",
+        column_name="output_type",
+        db_column_name="output_type",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 255,
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": Enum(
+                "ToolOutputType",
+                {
+                    "text": "text",
+                    "json": "json",
+                    "execution_denied": "execution-denied",
+                    "error_text": "error-text",
+                    "error_json": "error-json",
+                    "content": "content",
+                },
+            ),
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="ToolCall",
+        tablename="tool_calls",
+        column_name="output",
+        db_column_name="output",
+        column_class_name="JSONB",
+        column_class=JSONB,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="ToolCall",
+        tablename="tool_calls",
+        column_name="provider_executed",
+        db_column_name="provider_executed",
+        column_class_name="Boolean",
+        column_class=Boolean,
+        params={
+            "default": False,
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="ToolCall",
+        tablename="tool_calls",
+        column_name="started_at",
+        db_column_name="started_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": TimestamptzNow(),
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="ToolCall",
+        tablename="tool_calls",
+        column_name="finished_at",
+        db_column_name="finished_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Agent",
+        tablename="agents",
+        column_name="id",
+        db_column_name="id",
+        column_class_name="UUID",
+        column_class=UUID,
+        params={
+            "default": UUID4(),
+            "null": False,
+            "primary_key": True,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Agent",
+        tablename="agents",
+        column_name="run_id",
+        db_column_name="run_id",
+        column_class_name="ForeignKey",
+        column_class=ForeignKey,
+        params={
+            "references": FeatureRun,
+            "on_delete": OnDelete.cascade,
+            "on_update": OnUpdate.cascade,
+            "target_column": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Agent",
+        tablename="agents",
+        column_name="parent_id",
+        db_column_name="parent_id",
+        column_class_name="ForeignKey",
+        column_class=ForeignKey,
+        params={
+            "references": "self",
+            "on_delete": OnDelete.no_action,
+            "on_update": OnUpdate.cascade,
+            "target_column": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Agent",
+        tablename="agents",
+        column_name="depth_level",
+        db_column_name="depth_level",
+        column_class_name="Integer",
+        column_class=Integer,
+        params={
+            "default": 0,
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Agent",
+        tablename="agents",
+        column_name="agent_type",
+        db_column_name="agent_type",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 255,
+            "default": "",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": Enum(
+                "AgentType",
+                {
+                    "orchestrator": "orchestrator",
+                    "explorer": "explorer",
+                    "coder": "coder",
+                    "judge": "judge",
+                    "meta_judge": "meta_judge",
+                },
+            ),
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Agent",
+        tablename="agents",
+        column_name="name",
+        db_column_name="name",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 255,
+            "default": "",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Agent",
+        tablename="agents",
+        column_name="status",
+        db_column_name="status",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 255,
+            "default": "pending",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": Enum(
+                "AgentStatus",
+                {
+                    "pending": "pending",
+                    "running": "running",
+                    "waiting": "waiting",
+                    "completed": "completed",
+                    "failed": "failed",
+                    "terminated": "terminated",
+                },
+            ),
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Agent",
+        tablename="agents",
+        column_name="created_at",
+        db_column_name="created_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": TimestamptzNow(),
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Agent",
+        tablename="agents",
+        column_name="updated_at",
+        db_column_name="updated_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": TimestamptzNow(),
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Agent",
+        tablename="agents",
+        column_name="finished_at",
+        db_column_name="finished_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="AgentInvocation",
+        tablename="agent_invocations",
+        column_name="id",
+        db_column_name="id",
+        column_class_name="UUID",
+        column_class=UUID,
+        params={
+            "default": UUID4(),
+            "null": False,
+            "primary_key": True,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="AgentInvocation",
+        tablename="agent_invocations",
+        column_name="run_id",
+        db_column_name="run_id",
+        column_class_name="ForeignKey",
+        column_class=ForeignKey,
+        params={
+            "references": FeatureRun,
+            "on_delete": OnDelete.cascade,
+            "on_update": OnUpdate.cascade,
+            "target_column": None,
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="AgentInvocation",
+        tablename="agent_invocations",
+        column_name="phase_result_id",
+        db_column_name="phase_result_id",
+        column_class_name="ForeignKey",
+        column_class=ForeignKey,
+        params={
+            "references": PhaseResult,
+            "on_delete": OnDelete.cascade,
+            "on_update": OnUpdate.cascade,
+            "target_column": None,
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="AgentInvocation",
+        tablename="agent_invocations",
+        column_name="agent_id",
+        db_column_name="agent_id",
+        column_class_name="ForeignKey",
+        column_class=ForeignKey,
+        params={
+            "references": Agent,
+            "on_delete": OnDelete.no_action,
+            "on_update": OnUpdate.cascade,
+            "target_column": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="AgentInvocation",
+        tablename="agent_invocations",
+        column_name="parent_invocation_id",
+        db_column_name="parent_invocation_id",
+        column_class_name="ForeignKey",
+        column_class=ForeignKey,
+        params={
+            "references": "self",
+            "on_delete": OnDelete.no_action,
+            "on_update": OnUpdate.cascade,
+            "target_column": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="AgentInvocation",
+        tablename="agent_invocations",
+        column_name="agent_type",
+        db_column_name="agent_type",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 255,
+            "default": "",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": Enum(
+                "AgentType",
+                {
+                    "orchestrator": "orchestrator",
+                    "explorer": "explorer",
+                    "coder": "coder",
+                    "judge": "judge",
+                    "meta_judge": "meta_judge",
+                },
+            ),
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="AgentInvocation",
+        tablename="agent_invocations",
+        column_name="model",
+        db_column_name="model",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 255,
+            "default": "",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="AgentInvocation",
+        tablename="agent_invocations",
+        column_name="input",
+        db_column_name="input",
+        column_class_name="JSONB",
+        column_class=JSONB,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="AgentInvocation",
+        tablename="agent_invocations",
+        column_name="output",
+        db_column_name="output",
+        column_class_name="JSONB",
+        column_class=JSONB,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="AgentInvocation",
+        tablename="agent_invocations",
+        column_name="finish_reason",
+        db_column_name="finish_reason",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 255,
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": Enum(
+                "FinishReason",
+                {
+                    "stop": "stop",
+                    "length": "length",
+                    "content_filter": "content-filter",
+                    "tool_calls": "tool-calls",
+                    "error": "error",
+                    "other": "other",
+                },
+            ),
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="AgentInvocation",
+        tablename="agent_invocations",
+        column_name="error",
+        db_column_name="error",
+        column_class_name="Text",
+        column_class=Text,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="AgentInvocation",
+        tablename="agent_invocations",
+        column_name="input_tokens",
+        db_column_name="input_tokens",
+        column_class_name="BigInt",
+        column_class=BigInt,
+        params={
+            "default": 0,
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="AgentInvocation",
+        tablename="agent_invocations",
+        column_name="output_tokens",
+        db_column_name="output_tokens",
+        column_class_name="BigInt",
+        column_class=BigInt,
+        params={
+            "default": 0,
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="AgentInvocation",
+        tablename="agent_invocations",
+        column_name="cost_usd",
+        db_column_name="cost_usd",
+        column_class_name="Numeric",
+        column_class=Numeric,
+        params={
+            "default": decimal.Decimal("0"),
+            "digits": None,
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="AgentInvocation",
+        tablename="agent_invocations",
+        column_name="started_at",
+        db_column_name="started_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": TimestamptzNow(),
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="AgentInvocation",
+        tablename="agent_invocations",
+        column_name="finished_at",
+        db_column_name="finished_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
         table_class_name="MemoryRecord",
         tablename="memory_records",
         column_name="id",
@@ -3940,61 +3743,200 @@ async def forwards():
         schema="agent",
     )
 
-    manager.add_constraint(
-        table_class_name="Agent",
-        tablename="agents",
-        constraint_name="agent_type_enum",
-        constraint_class=Check,
+    manager.add_column(
+        table_class_name="Checkpoint",
+        tablename="checkpoints",
+        column_name="id",
+        db_column_name="id",
+        column_class_name="UUID",
+        column_class=UUID,
         params={
-            "condition": "agent_type IN ('orchestrator', 'explorer', 'coder', 'judge', 'meta_judge')"
+            "default": UUID4(),
+            "null": False,
+            "primary_key": True,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
         },
         schema="agent",
     )
 
-    manager.add_constraint(
-        table_class_name="Agent",
-        tablename="agents",
-        constraint_name="status_enum",
-        constraint_class=Check,
+    manager.add_column(
+        table_class_name="Checkpoint",
+        tablename="checkpoints",
+        column_name="agent_id",
+        db_column_name="agent_id",
+        column_class_name="ForeignKey",
+        column_class=ForeignKey,
         params={
-            "condition": "status IN ('pending', 'running', 'waiting', 'completed', 'failed', 'terminated')"
+            "references": Agent,
+            "on_delete": OnDelete.cascade,
+            "on_update": OnUpdate.cascade,
+            "target_column": None,
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
         },
         schema="agent",
     )
 
-    manager.add_constraint(
-        table_class_name="Agent",
-        tablename="agents",
-        constraint_name="parent_not_self",
-        constraint_class=Check,
-        params={"condition": "parent_id IS NULL OR parent_id <> id"},
+    manager.add_column(
+        table_class_name="Checkpoint",
+        tablename="checkpoints",
+        column_name="sequence",
+        db_column_name="sequence",
+        column_class_name="Integer",
+        column_class=Integer,
+        params={
+            "default": 1,
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
         schema="agent",
     )
 
-    manager.add_constraint(
-        table_class_name="Agent",
-        tablename="agents",
-        constraint_name="depth_limit",
-        constraint_class=Check,
-        params={"condition": "depth_level >= 0 AND depth_level <= 5"},
+    manager.add_column(
+        table_class_name="Checkpoint",
+        tablename="checkpoints",
+        column_name="parent_checkpoint_id",
+        db_column_name="parent_checkpoint_id",
+        column_class_name="ForeignKey",
+        column_class=ForeignKey,
+        params={
+            "references": "self",
+            "on_delete": OnDelete.set_null,
+            "on_update": OnUpdate.cascade,
+            "target_column": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
         schema="agent",
     )
 
-    manager.add_constraint(
-        table_class_name="SandboxSnapshot",
-        tablename="sandbox_snapshots",
-        constraint_name="status_enum",
-        constraint_class=Check,
-        params={"condition": "status IN ('created', 'deleted', 'failed')"},
+    manager.add_column(
+        table_class_name="Checkpoint",
+        tablename="checkpoints",
+        column_name="state_snapshot",
+        db_column_name="state_snapshot",
+        column_class_name="JSONB",
+        column_class=JSONB,
+        params={
+            "default": "{}",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
         schema="agent",
     )
 
-    manager.add_constraint(
-        table_class_name="SandboxSnapshot",
-        tablename="sandbox_snapshots",
-        constraint_name="size_bytes_non_negative",
-        constraint_class=Check,
-        params={"condition": "(size_bytes IS NULL OR size_bytes >= 0)"},
+    manager.add_column(
+        table_class_name="Checkpoint",
+        tablename="checkpoints",
+        column_name="state_hash",
+        db_column_name="state_hash",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 255,
+            "default": "",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Checkpoint",
+        tablename="checkpoints",
+        column_name="schema_version",
+        db_column_name="schema_version",
+        column_class_name="Integer",
+        column_class=Integer,
+        params={
+            "default": 1,
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Checkpoint",
+        tablename="checkpoints",
+        column_name="label",
+        db_column_name="label",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 255,
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema="agent",
+    )
+
+    manager.add_column(
+        table_class_name="Checkpoint",
+        tablename="checkpoints",
+        column_name="created_at",
+        db_column_name="created_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": TimestamptzNow(),
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
         schema="agent",
     )
 
@@ -4022,105 +3964,6 @@ async def forwards():
         constraint_name="hierarchies_parent_child_key",
         constraint_class=Unique,
         params={"columns": ["parent_id", "child_id"], "nulls_distinct": True},
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="Checkpoint",
-        tablename="checkpoints",
-        constraint_name="sequence_min",
-        constraint_class=Check,
-        params={"condition": "sequence >= 1"},
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="Checkpoint",
-        tablename="checkpoints",
-        constraint_name="schema_version_min",
-        constraint_class=Check,
-        params={"condition": "schema_version >= 1"},
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="Checkpoint",
-        tablename="checkpoints",
-        constraint_name="parent_checkpoint_not_self",
-        constraint_class=Check,
-        params={
-            "condition": "parent_checkpoint_id IS NULL OR parent_checkpoint_id <> id"
-        },
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="Checkpoint",
-        tablename="checkpoints",
-        constraint_name="checkpoints_agent_sequence_key",
-        constraint_class=Unique,
-        params={"columns": ["agent_id", "sequence"], "nulls_distinct": True},
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="Workspace",
-        tablename="workspaces",
-        constraint_name="status_enum",
-        constraint_class=Check,
-        params={"condition": "status IN ('active', 'released')"},
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="Workspace",
-        tablename="workspaces",
-        constraint_name="released_when_released",
-        constraint_class=Check,
-        params={"condition": "(status = 'released') = (released_at IS NOT NULL)"},
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="AgentStep",
-        tablename="agent_steps",
-        constraint_name="finish_reason_enum",
-        constraint_class=Check,
-        params={
-            "condition": "finish_reason IN ('stop', 'length', 'content-filter', 'tool-calls', 'error', 'other')"
-        },
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="AgentStep",
-        tablename="agent_steps",
-        constraint_name="step_number_min",
-        constraint_class=Check,
-        params={"condition": "step_number >= 0"},
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="AgentStep",
-        tablename="agent_steps",
-        constraint_name="usage_non_negative",
-        constraint_class=Check,
-        params={
-            "condition": "(input_tokens IS NULL OR input_tokens >= 0) AND (output_tokens IS NULL OR output_tokens >= 0) AND (cached_input_tokens IS NULL OR cached_input_tokens >= 0) AND (reasoning_tokens IS NULL OR reasoning_tokens >= 0) AND (cost_usd IS NULL OR cost_usd >= 0)"
-        },
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="AgentStep",
-        tablename="agent_steps",
-        constraint_name="agent_steps_invocation_step_key",
-        constraint_class=Unique,
-        params={
-            "columns": ["invocation_id", "step_number"],
-            "nulls_distinct": True,
-        },
         schema="agent",
     )
 
@@ -4187,39 +4030,6 @@ async def forwards():
     )
 
     manager.add_constraint(
-        table_class_name="Sandbox",
-        tablename="sandboxes",
-        constraint_name="status_enum",
-        constraint_class=Check,
-        params={
-            "condition": "status IN ('pending', 'running', 'stopping', 'stopped', 'failed', 'aborted', 'snapshotting')"
-        },
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="Sandbox",
-        tablename="sandboxes",
-        constraint_name="source_type_enum",
-        constraint_class=Check,
-        params={
-            "condition": "source_type IN ('git', 'tarball', 'snapshot', 'empty')"
-        },
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="Sandbox",
-        tablename="sandboxes",
-        constraint_name="snapshot_source",
-        constraint_class=Check,
-        params={
-            "condition": "(source_type = 'snapshot') = (source_snapshot_id IS NOT NULL)"
-        },
-        schema="agent",
-    )
-
-    manager.add_constraint(
         table_class_name="PhaseResult",
         tablename="phase_results",
         constraint_name="phase_enum",
@@ -4279,19 +4089,8 @@ async def forwards():
     )
 
     manager.add_constraint(
-        table_class_name="AgentInvocation",
-        tablename="agent_invocations",
-        constraint_name="agent_type_enum",
-        constraint_class=Check,
-        params={
-            "condition": "agent_type IN ('orchestrator', 'explorer', 'coder', 'judge', 'meta_judge')"
-        },
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="AgentInvocation",
-        tablename="agent_invocations",
+        table_class_name="AgentStep",
+        tablename="agent_steps",
         constraint_name="finish_reason_enum",
         constraint_class=Check,
         params={
@@ -4301,54 +4100,32 @@ async def forwards():
     )
 
     manager.add_constraint(
-        table_class_name="AgentInvocation",
-        tablename="agent_invocations",
+        table_class_name="AgentStep",
+        tablename="agent_steps",
+        constraint_name="step_number_min",
+        constraint_class=Check,
+        params={"condition": "step_number >= 0"},
+        schema="agent",
+    )
+
+    manager.add_constraint(
+        table_class_name="AgentStep",
+        tablename="agent_steps",
         constraint_name="usage_non_negative",
         constraint_class=Check,
         params={
-            "condition": "(input_tokens IS NULL OR input_tokens >= 0) AND (output_tokens IS NULL OR output_tokens >= 0) AND (cost_usd IS NULL OR cost_usd >= 0)"
+            "condition": "(input_tokens IS NULL OR input_tokens >= 0) AND (output_tokens IS NULL OR output_tokens >= 0) AND (cached_input_tokens IS NULL OR cached_input_tokens >= 0) AND (reasoning_tokens IS NULL OR reasoning_tokens >= 0) AND (cost_usd IS NULL OR cost_usd >= 0)"
         },
         schema="agent",
     )
 
     manager.add_constraint(
-        table_class_name="AgentInvocation",
-        tablename="agent_invocations",
-        constraint_name="parent_invocation_not_self",
-        constraint_class=Check,
-        params={
-            "condition": "parent_invocation_id IS NULL OR parent_invocation_id <> id"
-        },
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="ToolCall",
-        tablename="tool_calls",
-        constraint_name="output_type_enum",
-        constraint_class=Check,
-        params={
-            "condition": "output_type IN ('text', 'json', 'execution-denied', 'error-text', 'error-json', 'content')"
-        },
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="ToolCall",
-        tablename="tool_calls",
-        constraint_name="output_has_type",
-        constraint_class=Check,
-        params={"condition": "output IS NULL OR output_type IS NOT NULL"},
-        schema="agent",
-    )
-
-    manager.add_constraint(
-        table_class_name="ToolCall",
-        tablename="tool_calls",
-        constraint_name="tool_calls_invocation_call_key",
+        table_class_name="AgentStep",
+        tablename="agent_steps",
+        constraint_name="agent_steps_invocation_step_key",
         constraint_class=Unique,
         params={
-            "columns": ["invocation_id", "tool_call_id"],
+            "columns": ["invocation_id", "step_number"],
             "nulls_distinct": True,
         },
         schema="agent",
@@ -4433,6 +4210,191 @@ async def forwards():
     )
 
     manager.add_constraint(
+        table_class_name="SandboxSnapshot",
+        tablename="sandbox_snapshots",
+        constraint_name="status_enum",
+        constraint_class=Check,
+        params={"condition": "status IN ('created', 'deleted', 'failed')"},
+        schema="agent",
+    )
+
+    manager.add_constraint(
+        table_class_name="SandboxSnapshot",
+        tablename="sandbox_snapshots",
+        constraint_name="size_bytes_non_negative",
+        constraint_class=Check,
+        params={"condition": "(size_bytes IS NULL OR size_bytes >= 0)"},
+        schema="agent",
+    )
+
+    manager.add_constraint(
+        table_class_name="Sandbox",
+        tablename="sandboxes",
+        constraint_name="status_enum",
+        constraint_class=Check,
+        params={
+            "condition": "status IN ('pending', 'running', 'stopping', 'stopped', 'failed', 'aborted', 'snapshotting')"
+        },
+        schema="agent",
+    )
+
+    manager.add_constraint(
+        table_class_name="Sandbox",
+        tablename="sandboxes",
+        constraint_name="source_type_enum",
+        constraint_class=Check,
+        params={
+            "condition": "source_type IN ('git', 'tarball', 'snapshot', 'empty')"
+        },
+        schema="agent",
+    )
+
+    manager.add_constraint(
+        table_class_name="Sandbox",
+        tablename="sandboxes",
+        constraint_name="snapshot_source",
+        constraint_class=Check,
+        params={
+            "condition": "(source_type = 'snapshot') = (source_snapshot_id IS NOT NULL)"
+        },
+        schema="agent",
+    )
+
+    manager.add_constraint(
+        table_class_name="Workspace",
+        tablename="workspaces",
+        constraint_name="status_enum",
+        constraint_class=Check,
+        params={"condition": "status IN ('active', 'released')"},
+        schema="agent",
+    )
+
+    manager.add_constraint(
+        table_class_name="Workspace",
+        tablename="workspaces",
+        constraint_name="released_when_released",
+        constraint_class=Check,
+        params={"condition": "(status = 'released') = (released_at IS NOT NULL)"},
+        schema="agent",
+    )
+
+    manager.add_constraint(
+        table_class_name="ToolCall",
+        tablename="tool_calls",
+        constraint_name="output_type_enum",
+        constraint_class=Check,
+        params={
+            "condition": "output_type IN ('text', 'json', 'execution-denied', 'error-text', 'error-json', 'content')"
+        },
+        schema="agent",
+    )
+
+    manager.add_constraint(
+        table_class_name="ToolCall",
+        tablename="tool_calls",
+        constraint_name="output_has_type",
+        constraint_class=Check,
+        params={"condition": "output IS NULL OR output_type IS NOT NULL"},
+        schema="agent",
+    )
+
+    manager.add_constraint(
+        table_class_name="ToolCall",
+        tablename="tool_calls",
+        constraint_name="tool_calls_invocation_call_key",
+        constraint_class=Unique,
+        params={
+            "columns": ["invocation_id", "tool_call_id"],
+            "nulls_distinct": True,
+        },
+        schema="agent",
+    )
+
+    manager.add_constraint(
+        table_class_name="Agent",
+        tablename="agents",
+        constraint_name="agent_type_enum",
+        constraint_class=Check,
+        params={
+            "condition": "agent_type IN ('orchestrator', 'explorer', 'coder', 'judge', 'meta_judge')"
+        },
+        schema="agent",
+    )
+
+    manager.add_constraint(
+        table_class_name="Agent",
+        tablename="agents",
+        constraint_name="status_enum",
+        constraint_class=Check,
+        params={
+            "condition": "status IN ('pending', 'running', 'waiting', 'completed', 'failed', 'terminated')"
+        },
+        schema="agent",
+    )
+
+    manager.add_constraint(
+        table_class_name="Agent",
+        tablename="agents",
+        constraint_name="parent_not_self",
+        constraint_class=Check,
+        params={"condition": "parent_id IS NULL OR parent_id <> id"},
+        schema="agent",
+    )
+
+    manager.add_constraint(
+        table_class_name="Agent",
+        tablename="agents",
+        constraint_name="depth_limit",
+        constraint_class=Check,
+        params={"condition": "depth_level >= 0 AND depth_level <= 5"},
+        schema="agent",
+    )
+
+    manager.add_constraint(
+        table_class_name="AgentInvocation",
+        tablename="agent_invocations",
+        constraint_name="agent_type_enum",
+        constraint_class=Check,
+        params={
+            "condition": "agent_type IN ('orchestrator', 'explorer', 'coder', 'judge', 'meta_judge')"
+        },
+        schema="agent",
+    )
+
+    manager.add_constraint(
+        table_class_name="AgentInvocation",
+        tablename="agent_invocations",
+        constraint_name="finish_reason_enum",
+        constraint_class=Check,
+        params={
+            "condition": "finish_reason IN ('stop', 'length', 'content-filter', 'tool-calls', 'error', 'other')"
+        },
+        schema="agent",
+    )
+
+    manager.add_constraint(
+        table_class_name="AgentInvocation",
+        tablename="agent_invocations",
+        constraint_name="usage_non_negative",
+        constraint_class=Check,
+        params={
+            "condition": "(input_tokens IS NULL OR input_tokens >= 0) AND (output_tokens IS NULL OR output_tokens >= 0) AND (cost_usd IS NULL OR cost_usd >= 0)"
+        },
+        schema="agent",
+    )
+
+    manager.add_constraint(
+        table_class_name="AgentInvocation",
+        tablename="agent_invocations",
+        constraint_name="parent_invocation_not_self",
+        constraint_class=Check,
+        params={
+            "condition": "parent_invocation_id IS NULL OR parent_invocation_id <> id"
+        },
+        schema="agent",
+    )
+
+    manager.add_constraint(
         table_class_name="MemoryRecord",
         tablename="memory_records",
         constraint_name="phase_enum",
@@ -4460,6 +4422,44 @@ async def forwards():
         constraint_name="content_not_empty",
         constraint_class=Check,
         params={"condition": "content ~ '[^[:space:]]'"},
+        schema="agent",
+    )
+
+    manager.add_constraint(
+        table_class_name="Checkpoint",
+        tablename="checkpoints",
+        constraint_name="sequence_min",
+        constraint_class=Check,
+        params={"condition": "sequence >= 1"},
+        schema="agent",
+    )
+
+    manager.add_constraint(
+        table_class_name="Checkpoint",
+        tablename="checkpoints",
+        constraint_name="schema_version_min",
+        constraint_class=Check,
+        params={"condition": "schema_version >= 1"},
+        schema="agent",
+    )
+
+    manager.add_constraint(
+        table_class_name="Checkpoint",
+        tablename="checkpoints",
+        constraint_name="parent_checkpoint_not_self",
+        constraint_class=Check,
+        params={
+            "condition": "parent_checkpoint_id IS NULL OR parent_checkpoint_id <> id"
+        },
+        schema="agent",
+    )
+
+    manager.add_constraint(
+        table_class_name="Checkpoint",
+        tablename="checkpoints",
+        constraint_name="checkpoints_agent_sequence_key",
+        constraint_class=Unique,
+        params={"columns": ["agent_id", "sequence"], "nulls_distinct": True},
         schema="agent",
     )
 

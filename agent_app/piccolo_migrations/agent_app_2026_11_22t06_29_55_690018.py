@@ -8,7 +8,7 @@ so a failure leaves the database as it was.
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
 from piccolo.engine import engine_finder
 
-ID = "2026-11-22T06:08:10:235454"
+ID = "2026-11-22T06:29:55:690018"
 VERSION = "1.38.0"
 DESCRIPTION = 'Indexes, foreign keys, triggers, the messages identity and table comments that Piccolo cannot declare'
 
@@ -62,7 +62,6 @@ FORWARDS = ['ALTER TABLE agent.messages ALTER COLUMN id DROP DEFAULT;',
  'NULL;',
  'CREATE INDEX checkpoints_parent_idx ON agent.checkpoints (parent_checkpoint_id) WHERE '
  'parent_checkpoint_id IS NOT NULL;',
- 'CREATE INDEX checkpoints_agent_hash_idx ON agent.checkpoints (agent_id, state_hash);',
  'CREATE INDEX hierarchies_child_depth_idx ON agent.hierarchies (child_id, depth);',
  'ALTER TABLE agent.sandboxes ADD CONSTRAINT sandboxes_source_snapshot_id_fkey FOREIGN KEY '
  '(source_snapshot_id) REFERENCES agent.sandbox_snapshots (id) ON UPDATE CASCADE;',
@@ -78,7 +77,8 @@ FORWARDS = ['ALTER TABLE agent.messages ALTER COLUMN id DROP DEFAULT;',
  '    RETURN NEW;\n'
  'END\n'
  '$fn$;',
- 'CREATE OR REPLACE FUNCTION agent.agents_guard() RETURNS trigger LANGUAGE plpgsql AS $fn$\n'
+ 'CREATE OR REPLACE FUNCTION agent.agents_guard() RETURNS trigger LANGUAGE plpgsql SET '
+ 'enable_seqscan = off AS $fn$\n'
  'DECLARE\n'
  '    parent record;\n'
  'BEGIN\n'
@@ -136,7 +136,8 @@ FORWARDS = ['ALTER TABLE agent.messages ALTER COLUMN id DROP DEFAULT;',
  '    RETURN NEW;\n'
  'END\n'
  '$fn$;',
- 'CREATE OR REPLACE FUNCTION agent.agents_closure() RETURNS trigger LANGUAGE plpgsql AS $fn$\n'
+ 'CREATE OR REPLACE FUNCTION agent.agents_closure() RETURNS trigger LANGUAGE plpgsql SET '
+ 'enable_seqscan = off AS $fn$\n'
  'BEGIN\n'
  "    -- One row per ancestor: the parent's ancestors one level further, and the parent.\n"
  '    INSERT INTO agent.hierarchies (parent_id, child_id, depth)\n'
@@ -161,7 +162,7 @@ FORWARDS = ['ALTER TABLE agent.messages ALTER COLUMN id DROP DEFAULT;',
  'END\n'
  '$fn$;',
  'CREATE OR REPLACE FUNCTION agent.return_budgets(p_agent uuid, p_parent uuid) RETURNS void '
- 'LANGUAGE plpgsql AS $fn$\n'
+ 'LANGUAGE plpgsql SET enable_seqscan = off AS $fn$\n'
  'DECLARE\n'
  '    b record;\n'
  'BEGIN\n'
@@ -190,8 +191,8 @@ FORWARDS = ['ALTER TABLE agent.messages ALTER COLUMN id DROP DEFAULT;',
  '    RETURN NULL;\n'
  'END\n'
  '$fn$;',
- 'CREATE OR REPLACE FUNCTION agent.agents_before_delete() RETURNS trigger LANGUAGE plpgsql AS '
- '$fn$\n'
+ 'CREATE OR REPLACE FUNCTION agent.agents_before_delete() RETURNS trigger LANGUAGE plpgsql SET '
+ 'enable_seqscan = off AS $fn$\n'
  'BEGIN\n'
  '    -- A live agent deleted outright hands its budgets back like a finished one. Its own\n'
  '    -- reservation is not released: when a whole run is deleted, its children may still\n'
@@ -207,7 +208,8 @@ FORWARDS = ['ALTER TABLE agent.messages ALTER COLUMN id DROP DEFAULT;',
  '    RETURN OLD;\n'
  'END\n'
  '$fn$;',
- 'CREATE OR REPLACE FUNCTION agent.budgets_guard() RETURNS trigger LANGUAGE plpgsql AS $fn$\n'
+ 'CREATE OR REPLACE FUNCTION agent.budgets_guard() RETURNS trigger LANGUAGE plpgsql SET '
+ 'enable_seqscan = off AS $fn$\n'
  'DECLARE\n'
  '    owner record;\n'
  '    parent_budget record;\n'
@@ -255,8 +257,8 @@ FORWARDS = ['ALTER TABLE agent.messages ALTER COLUMN id DROP DEFAULT;',
  '    RETURN NEW;\n'
  'END\n'
  '$fn$;',
- 'CREATE OR REPLACE FUNCTION agent.budgets_before_delete() RETURNS trigger LANGUAGE plpgsql AS '
- '$fn$\n'
+ 'CREATE OR REPLACE FUNCTION agent.budgets_before_delete() RETURNS trigger LANGUAGE plpgsql SET '
+ 'enable_seqscan = off AS $fn$\n'
  'DECLARE\n'
  '    owner record;\n'
  'BEGIN\n'
@@ -273,7 +275,8 @@ FORWARDS = ['ALTER TABLE agent.messages ALTER COLUMN id DROP DEFAULT;',
  '    RETURN OLD;\n'
  'END\n'
  '$fn$;',
- 'CREATE OR REPLACE FUNCTION agent.checkpoints_guard() RETURNS trigger LANGUAGE plpgsql AS $fn$\n'
+ 'CREATE OR REPLACE FUNCTION agent.checkpoints_guard() RETURNS trigger LANGUAGE plpgsql SET '
+ 'enable_seqscan = off AS $fn$\n'
  'BEGIN\n'
  "    IF TG_OP = 'UPDATE' THEN\n"
  '        IF NEW.agent_id <> OLD.agent_id OR NEW.sequence <> OLD.sequence THEN\n'
@@ -281,8 +284,8 @@ FORWARDS = ['ALTER TABLE agent.messages ALTER COLUMN id DROP DEFAULT;',
  "cannot be renumbered', OLD.id, OLD.sequence, OLD.agent_id USING ERRCODE = 'check_violation', "
  "CONSTRAINT = 'checkpoint_sequence_fixed', SCHEMA = 'agent', TABLE = TG_TABLE_NAME;\n"
  '        END IF;\n'
- '    ELSIF EXISTS (SELECT 1 FROM agent.checkpoints\n'
- '                   WHERE agent_id = NEW.agent_id AND sequence >= NEW.sequence) THEN\n'
+ '    ELSIF (SELECT sequence FROM agent.checkpoints WHERE agent_id = NEW.agent_id\n'
+ '            ORDER BY sequence DESC LIMIT 1) >= NEW.sequence THEN\n'
  "        RAISE EXCEPTION 'checkpoint_sequence_increasing: agent % already has a checkpoint "
  "numbered % or higher', NEW.agent_id, NEW.sequence USING ERRCODE = 'check_violation', CONSTRAINT "
  "= 'checkpoint_sequence_increasing', SCHEMA = 'agent', TABLE = TG_TABLE_NAME;\n"
@@ -516,7 +519,6 @@ BACKWARDS = ['DROP TRIGGER IF EXISTS messages_notify ON agent.messages;',
  'agent_invocations_phase_same_run_fkey;',
  'ALTER TABLE agent.sandboxes DROP CONSTRAINT IF EXISTS sandboxes_source_snapshot_id_fkey;',
  'DROP INDEX IF EXISTS agent.hierarchies_child_depth_idx;',
- 'DROP INDEX IF EXISTS agent.checkpoints_agent_hash_idx;',
  'DROP INDEX IF EXISTS agent.checkpoints_parent_idx;',
  'DROP INDEX IF EXISTS agent.workspaces_sandbox_idx;',
  'DROP INDEX IF EXISTS agent.workspaces_agent_idx;',

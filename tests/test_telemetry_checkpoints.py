@@ -1,0 +1,304 @@
+"""Telemetry ingestion (single-row and COPY), checkpoints, memory and CTA questions."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+import uuid
+from decimal import Decimal
+
+import pytest
+
+from agent_app import checkpoints, cta, db, memory, runs, telemetry
+from agent_app.enums import AgentType, CtaKind, FeaturePhase, MemoryKind
+from agent_app.errors import AgentAppError, RuleViolation
+from agent_app.telemetry import StepIn, ToolCallIn, ToolResultIn
+from tests.rules import snapshot
+
+
+async def invocation() -> tuple[uuid.UUID, uuid.UUID]:
+    run = await runs.create_run("t", "r", "u")
+    phase = await runs.start_phase(run.id, FeaturePhase.analysis)
+    inv = await telemetry.start_invocation(run.id, phase.id, AgentType.explorer, "model-x")
+    return run.id, inv
+
+
+async def counts() -> dict[str, int]:
+    async with db.connection() as c:
+        return {
+            t: await c.fetchval(f"SELECT count(*) FROM agent.{t}")
+            for t in ("agent_steps", "tool_calls")
+        }
+
+
+async def test_steps_tool_calls_results_and_rollup() -> None:
+    run_id, inv = await invocation()
+    await telemetry.record_step(
+        StepIn(inv, 0, "tool-calls", raw_finish_reason="tool_use", text="let me look",
+               input_tokens=100, output_tokens=20, cost_usd=Decimal("0.001"),
+               tool_calls=[ToolCallIn("call_1", "bash", {"cmd": "ls"}),
+                           ToolCallIn("call_2", "read", {"path": "a.py"})])
+    )  # fmt: skip
+    await telemetry.record_tool_result(ToolResultIn(inv, "call_1", "text", "a.py\nb.py"))
+    await telemetry.record_tool_result(ToolResultIn(inv, "call_2", "execution-denied"))
+    await telemetry.record_step(
+        StepIn(inv, 1, "stop", text="done", input_tokens=150, output_tokens=30,
+               cached_input_tokens=None, reasoning_tokens=None, cost_usd=Decimal("0.002"))
+    )  # fmt: skip
+    totals = await telemetry.finish_invocation(inv, output={"answer": 42}, finish_reason="stop")
+    assert totals == (250, 50, Decimal("0.003"))
+    async with db.connection() as c:
+        nulls = await c.fetchval(
+            "SELECT count(*) FROM agent.agent_steps WHERE invocation_id = $1 "
+            "AND cached_input_tokens IS NULL AND reasoning_tokens IS NULL",
+            inv,
+        )
+        assert nulls == 2  # not reported stays null, not 0
+    with pytest.raises(RuleViolation) as orphan:
+        await telemetry.record_tool_result(ToolResultIn(inv, "call_404", "text", "x"))
+    assert orphan.value.rule == "tool_call_missing"
+    with pytest.raises(RuleViolation) as twice:
+        await telemetry.record_tool_result(ToolResultIn(inv, "call_1", "text", "again"))
+    assert twice.value.rule == "tool_result_once"
+    tl = await runs.timeline(run_id)
+    [summary] = tl.phases[0].invocations
+    assert (summary.steps, summary.tool_calls, summary.input_tokens) == (2, 2, 250)
+    assert tl.cost_usd == Decimal("0.003")
+
+
+async def test_single_row_refusals_change_nothing() -> None:
+    _, inv = await invocation()
+    before = await counts()
+    for bad, rule in [
+        (StepIn(inv, 0, "bogus"), "finish_reason_enum"),
+        (StepIn(inv, -1, "stop"), "step_number_min"),
+        (StepIn(inv, 0, "stop", input_tokens=-3), "usage_non_negative"),
+        (StepIn(inv, 0, "stop", tool_calls=[ToolCallIn("c", "t", output_type="weird")]), "output_type_enum"),
+        (StepIn(uuid.uuid4(), 0, "stop"), "agent_steps_invocation_id_fkey"),
+    ]:  # fmt: skip
+        with pytest.raises(RuleViolation) as err:
+            await telemetry.record_step(bad)
+        assert err.value.rule == rule
+    # A tool call refused by the database takes its step with it: one statement.
+    await telemetry.record_step(StepIn(inv, 0, "stop"))
+    with pytest.raises(RuleViolation):
+        await telemetry.record_step(StepIn(inv, 0, "stop", tool_calls=[ToolCallIn("c9", "t")]))
+    assert await counts() == {
+        "agent_steps": before["agent_steps"] + 1,
+        "tool_calls": before["tool_calls"],
+    }
+
+
+async def test_bulk_ingestion_stores_everything_through_copy() -> None:
+    _, inv = await invocation()
+    steps = [
+        StepIn(inv, n, "tool-calls" if n % 2 else "stop", input_tokens=n, output_tokens=None,
+               tool_calls=[ToolCallIn(f"c{n}-{k}", "grep", {"q": k}) for k in range(n % 3)])
+        for n in range(200)
+    ]  # fmt: skip
+    result = await telemetry.ingest(steps)
+    assert result == telemetry.Ingested(200, sum(n % 3 for n in range(200)), 0)
+    results = [ToolResultIn(inv, f"c{n}-0", "json", {"n": n}) for n in range(200) if n % 3]
+    assert (await telemetry.ingest([], results)).tool_results == len(results)
+    totals = await telemetry.rollup_usage(inv)
+    assert totals[0] == sum(range(200)) and totals[1] == 0
+
+
+@pytest.mark.parametrize("bad_row", [0, 57, 199])
+async def test_a_bulk_batch_with_one_bad_enum_stores_nothing_and_names_the_row(
+    bad_row: int,
+) -> None:
+    _, inv = await invocation()
+    steps = [StepIn(inv, n, "stop", tool_calls=[ToolCallIn(f"c{n}", "ls")]) for n in range(200)]
+    steps[bad_row] = StepIn(inv, bad_row, "not-a-reason")
+    before = await counts()
+    with pytest.raises(RuleViolation) as err:
+        await telemetry.ingest(steps)
+    assert err.value.rule == "finish_reason_enum"
+    assert f"row {bad_row} (step)" in str(err.value) and "not-a-reason" in str(err.value)
+    assert await counts() == before
+
+
+async def test_a_bulk_batch_with_an_orphan_tool_result_stores_nothing() -> None:
+    _, inv = await invocation()
+    steps = [StepIn(inv, n, "stop", tool_calls=[ToolCallIn(f"c{n}", "ls")]) for n in range(50)]
+    results = [ToolResultIn(inv, f"c{n}", "text", "ok") for n in range(50)]
+    results.insert(31, ToolResultIn(inv, "ghost", "text", "boo"))
+    before = await counts()
+    with pytest.raises(RuleViolation) as err:
+        await telemetry.ingest(steps, results)
+    assert err.value.rule == "tool_call_missing" and "row 31 (tool result)" in str(err.value)
+    assert await counts() == before
+    bad_type = [ToolResultIn(inv, "c1", "sparkles", "x")]
+    with pytest.raises(RuleViolation) as err2:
+        await telemetry.ingest(steps, bad_type)
+    assert err2.value.rule == "output_type_enum" and "row 0 (tool result)" in str(err2.value)
+    assert await counts() == before
+
+
+async def test_checkpoints_save_dedupe_and_load() -> None:
+    async with db.connection() as c:
+        agent = await c.fetchval(
+            "INSERT INTO agent.agents (agent_type, name) VALUES ('coder', 'ck') RETURNING id"
+        )
+    assert await checkpoints.load_latest(agent) is None
+    first = await checkpoints.save(agent, {"step": 1, "files": ["a"]})
+    same = await checkpoints.save(agent, {"files": ["a"], "step": 1})  # same state, keys reordered
+    assert same.id == first.id and not same.created and first.sequence == 1
+    second = await checkpoints.save(agent, {"step": 2}, label="after tests")
+    assert second.sequence == 2 and second.parent_checkpoint_id == first.id
+    latest = await checkpoints.load_latest(agent)
+    assert latest is not None and latest.state == {"step": 2} and latest.label == "after tests"
+    assert [c.sequence for c in await checkpoints.history(agent)] == [2, 1]
+
+
+async def test_concurrent_saves_never_share_a_number() -> None:
+    async with db.connection() as c:
+        agent = await c.fetchval(
+            "INSERT INTO agent.agents (agent_type, name) VALUES ('coder', 'ck') RETURNING id"
+        )
+    saved = await asyncio.gather(*(checkpoints.save(agent, {"n": n}) for n in range(12)))
+    assert sorted(c.sequence for c in saved) == list(range(1, 13))
+
+
+async def test_prune_over_100k_checkpoints_keeps_exactly_what_it_should() -> None:
+    async with db.connection() as c:
+        agents = [
+            r["id"]
+            for r in await c.fetch(
+                "INSERT INTO agent.agents (agent_type, name) "
+                "SELECT 'coder', 'p' || g FROM generate_series(1, 10) g RETURNING id"
+            )
+        ]
+        # 10 agents x 10,000 checkpoints; the older half of each agent's are two days old.
+        fill = (
+            "INSERT INTO agent.checkpoints (agent_id, sequence, state_snapshot, state_hash, "
+            "created_at) SELECT a, s, '{}', 'h' || s, "
+            "CASE WHEN s <= 5000 THEN now() - interval '2 days' ELSE now() END "
+            "FROM unnest($1::uuid[]) a, generate_series($2::int, $3::int) s"
+        )
+        await c.execute(fill, agents, 1, 10000)
+    started = time.perf_counter()
+    deleted = await checkpoints.prune(
+        keep_last=7000, older_than=dt.timedelta(days=1), batch_size=5000
+    )
+    elapsed = time.perf_counter() - started
+    # Deleted: outside the newest 7,000 AND older than a day -> sequences 1..3000 per agent.
+    assert deleted == 10 * 3000
+    async with db.connection() as c:
+        kept = await c.fetch(
+            "SELECT agent_id, min(sequence) AS lo, max(sequence) AS hi, count(*) AS n "
+            "FROM agent.checkpoints WHERE agent_id = ANY($1) GROUP BY agent_id",
+            agents,
+        )
+    assert {(r["lo"], r["hi"], r["n"]) for r in kept} == {(3001, 10000, 7000)}
+    assert len(kept) == 10
+    # keep_last alone, for one agent.
+    assert await checkpoints.prune(agent_id=agents[0], keep_last=10, batch_size=999) == 6990
+    assert [c.sequence for c in await checkpoints.history(agents[0], limit=100)] == list(
+        range(10000, 9990, -1)
+    )
+    assert elapsed < 120
+
+
+async def test_memory_add_and_query_by_phase_kind_and_tags() -> None:
+    run = await runs.create_run("t", "r", "u")
+    await memory.add(
+        run.id, FeaturePhase.analysis, MemoryKind.insight, "uses pytest", tags=["tests", "py"]
+    )
+    await memory.add(
+        run.id, FeaturePhase.analysis, MemoryKind.constraint, "no network", tags=["env"]
+    )
+    await memory.add(
+        run.id, FeaturePhase.judging, MemoryKind.decision, "approach 2", tags=["py", "plan"]
+    )
+    assert [m.content for m in await memory.query(run.id, phases=[FeaturePhase.analysis])] == [
+        "no network", "uses pytest",
+    ]  # fmt: skip
+    assert [m.content for m in await memory.query(run.id, any_tags=["py"])] == [
+        "approach 2",
+        "uses pytest",
+    ]
+    assert [m.content for m in await memory.query(run.id, all_tags=["py", "plan"])] == [
+        "approach 2"
+    ]
+    assert [m.content for m in await memory.query(run.id, kinds=[MemoryKind.constraint])] == [
+        "no network"
+    ]
+    with pytest.raises(RuleViolation) as err:
+        await memory.add(run.id, FeaturePhase.analysis, MemoryKind.insight, "   ")
+    assert err.value.rule == "content_not_empty"
+
+
+async def test_cta_answer_once_choice_and_types() -> None:
+    run = await runs.create_run("t", "r", "u")
+    q = await cta.ask(run.id, CtaKind.choice, "which approach?", options=["a", "b"])
+    with pytest.raises(RuleViolation) as not_offered:
+        await cta.answer(q.id, "c")
+    assert not_offered.value.rule == "choice_not_offered"
+    answered = await cta.answer(q.id, "b", responded_by="ana")
+    assert answered.response == "b" and answered.responded_by == "ana"
+    async with db.connection() as c:
+        before = await snapshot(c)
+    with pytest.raises(RuleViolation) as again:
+        await cta.answer(q.id, "a")
+    assert again.value.rule == "cta_answered_once"
+    async with db.connection() as c:
+        assert await snapshot(c) == before
+    approval = await cta.ask(run.id, CtaKind.approval, "merge?")
+    with pytest.raises(RuleViolation) as typed:
+        await cta.answer(approval.id, "yes")
+    assert typed.value.rule == "cta_response_type"
+    with pytest.raises(RuleViolation):
+        await cta.ask(run.id, CtaKind.choice, "pick", options=[])
+
+
+async def test_two_answers_at_once_exactly_one_wins() -> None:
+    run = await runs.create_run("t", "r", "u")
+    for _ in range(10):
+        q = await cta.ask(run.id, CtaKind.text, "name it")
+        outcomes = await asyncio.gather(
+            *(cta.answer(q.id, f"answer {i}", responded_by=f"p{i}") for i in range(4)),
+            return_exceptions=True,
+        )
+        winners = [o for o in outcomes if isinstance(o, cta.Question)]
+        assert len(winners) == 1
+        assert all(isinstance(o, RuleViolation) and o.rule == "cta_answered_once"
+                   for o in outcomes if o not in winners)  # fmt: skip
+        assert (await cta.get(q.id)).response == winners[0].response
+
+
+async def test_a_waiter_wakes_on_the_answer_and_times_out_cleanly() -> None:
+    run = await runs.create_run("t", "r", "u")
+    q = await cta.ask(run.id, CtaKind.approval, "ship it?")
+    waiter = asyncio.create_task(cta.wait(q.id, timeout=30))
+    await asyncio.sleep(0.3)
+    answered_at = time.monotonic()
+    await cta.answer(q.id, True, responded_by="boss")
+    result = await asyncio.wait_for(waiter, 5)
+    assert result.response is True and time.monotonic() - answered_at < 0.5
+
+    quiet = await cta.ask(run.id, CtaKind.text, "anyone?")
+    started = time.monotonic()
+    with pytest.raises(cta.CtaTimeout):
+        await cta.wait(quiet.id, timeout=0.4)
+    assert 0.35 < time.monotonic() - started < 2
+
+
+async def test_expiry_refuses_late_answers_and_wakes_waiters() -> None:
+    run = await runs.create_run("t", "r", "u")
+    q = await cta.ask(run.id, CtaKind.text, "quick?", expires_in=dt.timedelta(milliseconds=200))
+    await asyncio.sleep(0.3)
+    with pytest.raises(RuleViolation) as late:
+        await cta.answer(q.id, "too late")
+    assert late.value.rule == "cta_expired"
+    open_q = await cta.ask(run.id, CtaKind.text, "still there?")
+    waiter = asyncio.create_task(cta.wait(open_q.id, timeout=30))
+    await asyncio.sleep(0.2)
+    assert await cta.expire(run_id=run.id) == 1
+    with pytest.raises(RuleViolation) as expired:
+        await asyncio.wait_for(waiter, 5)
+    assert expired.value.rule == "cta_expired"
+    with pytest.raises(AgentAppError):
+        await cta.answer(open_q.id, "now?")
