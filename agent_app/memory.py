@@ -1,7 +1,8 @@
 """Memory records: what agents learnt, left for later phases of the same run.
 
 :func:`add` stores one record; :func:`query` finds a run's records by phase, kind and
-tags (any or all of them), newest first, through the (run_id, phase) and GIN tag indexes.
+tags (any or all of them), newest first: the (run_id, phase) index finds the run's rows,
+tags are matched among them.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ so a failure leaves the database as it was.
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
 from piccolo.engine import engine_finder
 
-ID = "2026-11-22T06:29:55:690018"
+ID = "2026-11-22T06:38:13:167484"
 VERSION = "1.38.0"
 DESCRIPTION = 'Indexes, foreign keys, triggers, the messages identity and table comments that Piccolo cannot declare'
 
@@ -39,7 +39,6 @@ FORWARDS = ['ALTER TABLE agent.messages ALTER COLUMN id DROP DEFAULT;',
  'CREATE UNIQUE INDEX agent_steps_id_invocation_key ON agent.agent_steps (id, invocation_id);',
  'CREATE INDEX tool_calls_step_idx ON agent.tool_calls (step_id);',
  'CREATE INDEX memory_records_run_phase_idx ON agent.memory_records (run_id, phase);',
- 'CREATE INDEX memory_records_tags_idx ON agent.memory_records USING gin (tags);',
  'CREATE INDEX memory_records_source_invocation_idx ON agent.memory_records (source_invocation_id) '
  'WHERE source_invocation_id IS NOT NULL;',
  'CREATE INDEX cta_events_run_idx ON agent.cta_events (run_id);',
@@ -534,7 +533,6 @@ BACKWARDS = ['DROP TRIGGER IF EXISTS messages_notify ON agent.messages;',
  'DROP INDEX IF EXISTS agent.cta_events_open_expiry_idx;',
  'DROP INDEX IF EXISTS agent.cta_events_run_idx;',
  'DROP INDEX IF EXISTS agent.memory_records_source_invocation_idx;',
- 'DROP INDEX IF EXISTS agent.memory_records_tags_idx;',
  'DROP INDEX IF EXISTS agent.memory_records_run_phase_idx;',
  'DROP INDEX IF EXISTS agent.tool_calls_step_idx;',
  'DROP INDEX IF EXISTS agent.agent_steps_id_invocation_key;',
