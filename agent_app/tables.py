@@ -616,7 +616,7 @@ class Checkpoint(Table, tablename="checkpoints", schema=SCHEMA):
     id = UUID(primary_key=True)
     agent_id = _owned_by(Agent)
     sequence = Integer(default=1)
-    parent_checkpoint_id = ForeignKey(
+    parent_checkpoint_id: ForeignKey[Checkpoint] = ForeignKey(
         references="self",
         null=True,
         default=None,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 
 import asyncpg
-from piccolo.engine import engine_finder
 
+from agent_app import db
 from agent_app.migration_writer import write_raw_migration
 from agent_app.schema_check import database_drift, migration_drift, render
 
@@ -27,8 +27,7 @@ async def schema_check(write_migration: bool = False, description: str = "") -> 
     :param description:
         The new migration's description (with --write-migration).
     """
-    engine = engine_finder()
-    assert engine is not None, "no Piccolo engine configured (piccolo_conf.py)"
+    engine = db.engine()
     drifts = await migration_drift()
     conn = await asyncpg.connect(**engine.config)
     try:
