@@ -5,6 +5,7 @@ import os
 from piccolo.conf.apps import AppConfig, Command
 
 from agent_app.commands.schema_check import schema_check
+from agent_app.commands.simulate import simulate
 from agent_app.tables import TABLES
 
 CURRENT_DIRECTORY = os.path.dirname(os.path.abspath(__file__))
@@ -14,5 +15,8 @@ APP_CONFIG = AppConfig(
     migrations_folder_path=os.path.join(CURRENT_DIRECTORY, "piccolo_migrations"),
     table_classes=list(TABLES),
     migration_dependencies=[],
-    commands=[Command(callable=schema_check, aliases=["check"])],
+    commands=[
+        Command(callable=simulate, aliases=["sim"]),
+        Command(callable=schema_check, aliases=["check"]),
+    ],
 )

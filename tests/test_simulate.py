@@ -1,0 +1,118 @@
+"""The main job: simulate drives whole runs through the worker API and leaves a consistent
+database; the same seed tells the same story."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from agent_app import db
+from agent_app.simulation import Stats, simulate
+from tests.conftest import piccolo
+
+
+def story(stats: Stats) -> dict[str, object]:
+    """Everything but timings."""
+    return {
+        f.name: getattr(stats, f.name)
+        for f in dataclasses.fields(stats)
+        if f.name not in ("elapsed", "phase_seconds")
+    }
+
+
+async def test_simulate_leaves_a_consistent_database_and_repeats_its_story() -> None:
+    first = await simulate(8, 4, seed=5)
+    again = await simulate(8, 2, seed=5)  # other concurrency, same seed: same story
+    assert story(first) == story(again)
+    assert first.runs_completed + first.runs_failed == 8 and first.runs_completed > 0
+    assert first.steps > 0 and first.messages > 0
+    async with db.connection() as c:
+        checks = {
+            "run not terminal": "SELECT count(*) FROM agent.feature_runs "
+            "WHERE title LIKE 'Feature #%' AND current_phase NOT IN ('completed', 'failed')",
+            "completed run without PR": "SELECT count(*) FROM agent.feature_runs "
+            "WHERE title LIKE 'Feature #%' AND current_phase = 'completed' AND pr_url IS NULL",
+            "agent of a run still live": "SELECT count(*) FROM agent.agents a JOIN agent.feature_runs r "
+            "ON r.id = a.run_id WHERE r.title LIKE 'Feature #%' "
+            "AND a.status NOT IN ('completed', 'failed', 'terminated')",
+            "budget still reserved": "SELECT count(*) FROM agent.budgets b JOIN agent.agents a "
+            "ON a.id = b.agent_id JOIN agent.feature_runs r ON r.id = a.run_id "
+            "WHERE r.title LIKE 'Feature #%' AND b.reserved <> 0",
+            "books unbalanced": "SELECT count(*) FROM agent.budgets WHERE used + reserved > allocated",
+            "message left claimed": "SELECT count(*) FROM agent.messages m JOIN agent.feature_runs r "
+            "ON r.id = m.run_id WHERE r.title LIKE 'Feature #%' AND m.status IN ('claimed', 'pending')",
+            "tool call without result": "SELECT count(*) FROM agent.tool_calls t "
+            "JOIN agent.agent_invocations i ON i.id = t.invocation_id JOIN agent.feature_runs r "
+            "ON r.id = i.run_id WHERE r.title LIKE 'Feature #%' AND t.output_type IS NULL",
+            "invocation unfinished": "SELECT count(*) FROM agent.agent_invocations i "
+            "JOIN agent.feature_runs r ON r.id = i.run_id WHERE r.title LIKE 'Feature #%' "
+            "AND i.finished_at IS NULL",
+            "attempt still running": "SELECT count(*) FROM agent.phase_results p "
+            "JOIN agent.feature_runs r ON r.id = p.run_id WHERE r.title LIKE 'Feature #%' "
+            "AND p.status = 'running'",
+            "workspace still active": "SELECT count(*) FROM agent.workspaces w JOIN agent.agents a "
+            "ON a.id = w.agent_id JOIN agent.feature_runs r ON r.id = a.run_id "
+            "WHERE r.title LIKE 'Feature #%' AND w.status = 'active'",
+            "question unanswered and open": "SELECT count(*) FROM agent.cta_events q "
+            "JOIN agent.feature_runs r ON r.id = q.run_id WHERE r.title LIKE 'Feature #%' "
+            "AND q.responded_at IS NULL AND (q.expires_at IS NULL OR q.expires_at > now())",
+            "sandbox not stopped": "SELECT count(*) FROM agent.sandboxes WHERE provider = 'simulated' "
+            "AND status NOT IN ('stopped', 'aborted', 'failed')",
+        }
+        problems = {name: await c.fetchval(sql) for name, sql in checks.items()}
+    assert problems == {name: 0 for name in checks}
+
+
+async def test_simulate_command_prints_the_summary(database_url: str) -> None:
+    result = piccolo(
+        database_url, "agent_app", "simulate", "--runs", "3", "--workers", "2", "--seed", "9"
+    )
+    assert "runs completed" in result.stdout and "phase implementation" in result.stdout
+    assert "3/3 runs" in result.stderr
+
+
+async def test_ctrl_c_stops_cleanly_and_leaves_the_database_consistent(scratch_url: str) -> None:
+    import asyncio
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import asyncpg
+
+    from tests.conftest import REPO
+
+    piccolo(scratch_url, "migrations", "forwards", "all")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "piccolo.main", "agent_app", "simulate", "--runs", "500",
+         "--workers", "4", "--seed", "2"],
+        cwd=REPO, env={**os.environ, "DATABASE_URL": scratch_url},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    conn = await asyncpg.connect(scratch_url)
+    try:
+        for _ in range(300):  # wait until runs are under way
+            if await conn.fetchval("SELECT count(*) FROM agent.feature_runs") >= 6:
+                break
+            await asyncio.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        out, err = await asyncio.to_thread(proc.communicate, timeout=60)
+        assert proc.returncode == 130, err[-2000:]
+        assert "interrupted" in out and "runs completed" in out and "Traceback" not in err
+        problems = await conn.fetchrow(
+            """SELECT
+                 (SELECT count(*) FROM agent.feature_runs
+                   WHERE current_phase NOT IN ('completed', 'failed')) AS runs_live,
+                 (SELECT count(*) FROM agent.agents
+                   WHERE status NOT IN ('completed', 'failed', 'terminated')) AS agents_live,
+                 (SELECT count(*) FROM agent.budgets WHERE reserved <> 0) AS reserved,
+                 (SELECT count(*) FROM agent.phase_results WHERE status = 'running') AS attempts,
+                 (SELECT count(*) FROM agent.workspaces WHERE status = 'active') AS workspaces,
+                 (SELECT count(*) FROM agent.messages
+                   WHERE status = 'claimed' AND lease_expires_at > now() + interval '1 minute')
+                   AS held_messages"""
+        )
+        found = dict(problems)
+        assert found == dict.fromkeys(found, 0)
+        assert await conn.fetchval("SELECT count(*) FROM agent.feature_runs") < 500
+    finally:
+        await conn.close()
