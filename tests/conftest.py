@@ -13,6 +13,7 @@ is imported, so Piccolo, the CLI subprocesses and raw asyncpg all use it.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
 import secrets
 import shutil
@@ -61,6 +62,10 @@ def pytest_configure(config: pytest.Config) -> None:
         from agent_app.database import start_embedded
 
         _TMP = tempfile.mkdtemp(prefix="agent_app_test_")
+        # atexit runs last-registered first: the server stops (and deletes its data folder)
+        # before this removes the parent. Removing it earlier, in pytest_unconfigure, took
+        # the server's list of users with it, and the server was never stopped.
+        atexit.register(shutil.rmtree, _TMP, ignore_errors=True)
         os.environ["AGENT_APP_PGDATA"] = str(Path(_TMP) / "pgdata")
         os.environ["DATABASE_URL"] = start_embedded(Path(_TMP) / "pgdata", throwaway=True)
 
@@ -68,9 +73,6 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     if _SERVER_URL and _TEST_DB:
         asyncio.run(_admin(_SERVER_URL, f'DROP DATABASE IF EXISTS "{_TEST_DB}" WITH (FORCE)'))
-    if _TMP:
-        # The embedded server deletes its own data folder at exit; this is the parent.
-        shutil.rmtree(_TMP, ignore_errors=True)
 
 
 def server_url() -> str:
