@@ -4,6 +4,7 @@ import os
 
 from piccolo.conf.apps import AppConfig, Command
 
+from agent_app.commands.admin import admin
 from agent_app.commands.schema_check import schema_check
 from agent_app.commands.simulate import simulate
 from agent_app.tables import TABLES
@@ -17,6 +18,7 @@ APP_CONFIG = AppConfig(
     migration_dependencies=[],
     commands=[
         Command(callable=simulate, aliases=["sim"]),
+        Command(callable=admin),
         Command(callable=schema_check, aliases=["check"]),
     ],
 )

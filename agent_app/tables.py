@@ -43,6 +43,7 @@ from piccolo.columns import (
     Varchar,
 )
 from piccolo.columns.base import OnDelete, OnUpdate
+from piccolo.columns.readable import Readable
 from piccolo.constraints import Check, Unique
 from piccolo.table import Table
 
@@ -117,6 +118,10 @@ class Sandbox(Table, tablename="sandboxes", schema=SCHEMA):
     Its status moves through the sandbox lifecycle; it is built from a git ref,
     a tarball, a snapshot of another sandbox, or nothing."""
 
+    @classmethod
+    def get_readable(cls) -> Readable:
+        return Readable(template="%s sandbox (%s)", columns=[cls.provider, cls.status])
+
     id = UUID(primary_key=True)
     status = Varchar(choices=SandboxStatus, default=SandboxStatus.pending)
     source_type = Varchar(choices=SandboxSourceType)
@@ -179,6 +184,10 @@ class FeatureRun(Table, tablename="feature_runs", schema=SCHEMA):
     analysis, approaches, judging, implementation, pr to completed, or to failed
     from any phase. Deleting a run deletes everything it owns."""
 
+    @classmethod
+    def get_readable(cls) -> Readable:
+        return Readable(template="%s", columns=[cls.title])
+
     id = UUID(primary_key=True)
     title = Varchar()
     request = Text()
@@ -211,6 +220,10 @@ class Agent(Table, tablename="agents", schema=SCHEMA):
     """An agent in the hierarchy: the run's orchestrator at depth 0 spawns children,
     each one level deeper, up to the maximum depth. Its budgets are carved out of
     its parent's and given back when it reaches a terminal status."""
+
+    @classmethod
+    def get_readable(cls) -> Readable:
+        return Readable(template="%s (%s)", columns=[cls.name, cls.agent_type])
 
     id = UUID(primary_key=True)
     run_id = ForeignKey(
@@ -248,6 +261,10 @@ class Agent(Table, tablename="agents", schema=SCHEMA):
 class PhaseResult(Table, tablename="phase_results", schema=SCHEMA):
     """One attempt at one working phase of a feature run, with its outcome."""
 
+    @classmethod
+    def get_readable(cls) -> Readable:
+        return Readable(template="%s #%s (%s)", columns=[cls.phase, cls.attempt, cls.status])
+
     id = UUID(primary_key=True)
     run_id = _owned_by(FeatureRun)
     phase = Varchar(choices=FeaturePhase)
@@ -283,6 +300,10 @@ class PhaseResult(Table, tablename="phase_results", schema=SCHEMA):
 class AgentInvocation(Table, tablename="agent_invocations", schema=SCHEMA):
     """One call of an agent (orchestrator, explorer, coder, judge, meta-judge) within
     a phase attempt, with its token usage and cost rolled up from its steps."""
+
+    @classmethod
+    def get_readable(cls) -> Readable:
+        return Readable(template="%s on %s", columns=[cls.agent_type, cls.model])
 
     id = UUID(primary_key=True)
     run_id = _owned_by(FeatureRun)
@@ -331,6 +352,10 @@ class AgentInvocation(Table, tablename="agent_invocations", schema=SCHEMA):
 class AgentStep(Table, tablename="agent_steps", schema=SCHEMA):
     """One model call inside an invocation: its text, reasoning and token usage.
     Token counts are null when the provider did not report them (not zero)."""
+
+    @classmethod
+    def get_readable(cls) -> Readable:
+        return Readable(template="step %s (%s)", columns=[cls.step_number, cls.finish_reason])
 
     id = UUID(primary_key=True)
     invocation_id = _owned_by(AgentInvocation)

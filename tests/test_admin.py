@@ -1,0 +1,119 @@
+"""The operator's view: only logged-in admin users get in, CSRF is enforced, passwords are
+hashed, history tables are read-only, enum columns show their choices."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from piccolo.apps.user.tables import BaseUser
+
+from agent_app import db, runs
+from agent_app.admin import create_app
+
+
+@pytest.fixture(scope="module")
+def app() -> Any:
+    return create_app()
+
+
+@pytest.fixture
+async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+    ) as c:
+        yield c
+
+
+async def user(*, admin: bool) -> tuple[str, str]:
+    name, password = f"u{secrets.token_hex(4)}", f"pw-{secrets.token_hex(8)}"
+    await BaseUser.create_user(
+        username=name, password=password, email=f"{name}@example.invalid", active=True,
+        admin=admin, superuser=admin,
+    )  # fmt: skip
+    return name, password
+
+
+async def csrf(c: httpx.AsyncClient) -> str:
+    await c.get("/public/meta/")
+    token = c.cookies.get("csrftoken")
+    assert token, "the admin sets a csrftoken cookie"
+    return token
+
+
+async def login(c: httpx.AsyncClient, name: str, password: str) -> httpx.Response:
+    token = await csrf(c)
+    return await c.post(
+        "/public/login/", json={"username": name, "password": password},
+        headers={"X-CSRFToken": token},
+    )  # fmt: skip
+
+
+API_ROUTES = [
+    "/api/tables/",
+    "/api/tables/grouped/",
+    "/api/tables/feature_runs/",
+    "/api/tables/agents/?__page=1",
+    "/api/tables/tool_calls/schema/",
+    "/api/user/",
+    "/api/meta/",
+]
+
+
+@pytest.mark.parametrize("path", API_ROUTES)
+async def test_anonymous_requests_get_nothing(client: httpx.AsyncClient, path: str) -> None:
+    response = await client.get(path)
+    assert response.status_code == 401, (path, response.status_code)
+
+
+async def test_a_non_admin_user_gets_no_access(client: httpx.AsyncClient) -> None:
+    name, password = await user(admin=False)
+    await login(client, name, password)
+    for path in API_ROUTES:
+        assert (await client.get(path)).status_code in (401, 403), path
+
+
+async def test_wrong_password_and_missing_csrf_are_refused(client: httpx.AsyncClient) -> None:
+    name, password = await user(admin=True)
+    assert (await login(client, name, "not-" + password)).status_code in (401, 403)
+    await csrf(client)
+    no_token = await client.post("/public/login/", json={"username": name, "password": password})
+    assert no_token.status_code == 403
+    assert (await client.get("/api/tables/")).status_code == 401
+
+
+async def test_passwords_are_stored_hashed() -> None:
+    name, password = await user(admin=True)
+    async with db.connection() as c:
+        stored = await c.fetchval("SELECT password FROM piccolo_user WHERE username = $1", name)
+    assert stored != password and password not in stored
+    assert stored.startswith("pbkdf2_sha256$")
+
+
+async def test_an_admin_sees_grouped_tables_filters_runs_and_history_is_read_only(
+    client: httpx.AsyncClient,
+) -> None:
+    done = await runs.create_run("admin-visible run", "r", "u")
+    name, password = await user(admin=True)
+    assert (await login(client, name, password)).status_code in (200, 303)
+    tables = (await client.get("/api/tables/")).json()
+    assert {"feature_runs", "agents", "messages", "tool_calls", "hierarchies"} <= set(tables)
+    grouped = (await client.get("/api/tables/grouped/")).json()
+    assert {"Pipeline", "Hierarchy", "Telemetry"} <= set(grouped["grouped"])
+    rows = (
+        await client.get("/api/tables/feature_runs/?current_phase=analysis&__page_size=100")
+    ).json()
+    assert rows["rows"] and all(r["current_phase"] == "analysis" for r in rows["rows"])
+    assert str(done.id) in {str(r["id"]) for r in rows["rows"]}
+    schema = (await client.get("/api/tables/feature_runs/schema/")).json()
+    assert "analysis" in str(schema["properties"]["current_phase"])  # choices offered
+    token = client.cookies.get("csrftoken") or ""
+    refused = await client.post(
+        "/api/tables/tool_calls/", json={"tool_name": "x"}, headers={"X-CSRFToken": token}
+    )
+    assert refused.status_code == 405
+    no_csrf = await client.post("/api/tables/memory_records/", json={"content": "x"})
+    assert no_csrf.status_code == 403
