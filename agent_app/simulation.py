@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from agent_app import budgets, checkpoints, cta, hierarchy, memory, queue, runs, sandboxes
+from agent_app import budgets, checkpoints, cta, db, hierarchy, memory, queue, runs, sandboxes
 from agent_app import telemetry as tel
 from agent_app.enums import (
     WORKING_PHASES,
@@ -352,12 +352,26 @@ async def _interrupted(run: _Run) -> None:
     if current.current_phase not in (FeaturePhase.completed, FeaturePhase.failed):
         await runs.fail_run(run.run.id, "interrupted")
         run.stats.runs_failed += 1
-    if hasattr(run, "root") and not (await hierarchy.get(run.root.id)).finished:
-        await hierarchy.finish(run.root.id, AgentStatus.terminated)
+    async with db.connection() as c:  # the database knows roots this object may not
+        roots = await c.fetch(
+            "SELECT id FROM agent.agents WHERE run_id = $1 AND parent_id IS NULL "
+            "AND status NOT IN ('completed', 'failed', 'terminated')",
+            run.run.id,
+        )
+    for root in roots:
+        await hierarchy.finish(root["id"], AgentStatus.terminated)
     await cta.expire(run_id=run.run.id)
-    for ws in run.workspaces:
+    # Ask the database, not run.workspaces: an interruption can land after a workspace
+    # was stored and before its id was noted.
+    async with db.connection() as c:
+        active = await c.fetch(
+            "SELECT w.id FROM agent.workspaces w JOIN agent.agents a ON a.id = w.agent_id "
+            "WHERE a.run_id = $1 AND w.status = 'active'",
+            run.run.id,
+        )
+    for ws in active:
         with contextlib.suppress(AgentAppError):
-            await sandboxes.release_workspace(ws)
+            await sandboxes.release_workspace(ws["id"])
     await _abort_sandbox(run)
 
 

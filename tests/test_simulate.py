@@ -63,10 +63,10 @@ async def test_simulate_leaves_a_consistent_database_and_repeats_its_story() -> 
 
 
 async def test_simulate_command_prints_the_summary(database_url: str) -> None:
-    result = piccolo(
-        database_url, "agent_app", "simulate", "--runs", "3", "--workers", "2", "--seed", "9"
-    )
+    result = piccolo(database_url, "agent_app", "simulate", "--seed=9", "--workers=2", "--runs=3")
     assert "runs completed" in result.stdout and "phase implementation" in result.stdout
+    # Options by name, in any order (the CLI takes --name=value).
+    assert "simulating 3 feature runs with 2 workers (seed 9)" in result.stdout
     assert "3/3 runs" in result.stderr
 
 
@@ -83,8 +83,8 @@ async def test_ctrl_c_stops_cleanly_and_leaves_the_database_consistent(scratch_u
 
     piccolo(scratch_url, "migrations", "forwards", "all")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "piccolo.main", "agent_app", "simulate", "--runs", "500",
-         "--workers", "4", "--seed", "2"],
+        [sys.executable, "-m", "piccolo.main", "agent_app", "simulate", "--runs=500",
+         "--workers=4", "--seed=2"],
         cwd=REPO, env={**os.environ, "DATABASE_URL": scratch_url},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
