@@ -83,21 +83,18 @@ async def ask(
     kind = CtaKind(kind)
     if kind is CtaKind.choice and not options:
         raise RuleViolation("choice_has_options", "choice_has_options: a choice needs options")
-    async with db.connection(conn) as c:
-        try:
-            row = await c.fetchrow(
-                "INSERT INTO agent.cta_events (run_id, phase, kind, prompt, options, expires_at) "
-                "VALUES ($1, $2, $3, $4, $5::jsonb, now() + $6::interval) "
-                f"RETURNING {_COLUMNS}",
-                run_id,
-                None if phase is None else FeaturePhase(phase).value,
-                kind.value,
-                prompt,
-                None if options is None else db.dumps(list(options)),
-                expires_in,
-            )
-        except asyncpg.PostgresError as e:
-            raise translate(e) from e
+    row = await db.fetchrow(
+        "INSERT INTO agent.cta_events (run_id, phase, kind, prompt, options, expires_at) "
+        "VALUES ($1, $2, $3, $4, $5::jsonb, now() + $6::interval) "
+        f"RETURNING {_COLUMNS}",
+        run_id,
+        None if phase is None else FeaturePhase(phase).value,
+        kind.value,
+        prompt,
+        None if options is None else db.dumps(list(options)),
+        expires_in,
+        conn=conn,
+    )
     return _question(row)
 
 

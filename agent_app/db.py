@@ -20,6 +20,8 @@ import asyncpg
 from piccolo.engine import engine_finder
 from piccolo.engine.postgres import PostgresEngine
 
+from agent_app.errors import translate
+
 _pool_lock = asyncio.Lock()
 
 #: Pool size used when the API starts Piccolo's pool itself.
@@ -86,6 +88,27 @@ async def transaction(conn: asyncpg.Connection | None = None) -> AsyncIterator[a
     """A transaction (a savepoint when one is already open) on :func:`connection`."""
     async with connection(conn) as c, c.transaction():
         yield c
+
+
+async def fetchrow(
+    sql: str, *args: Any, conn: asyncpg.Connection | None = None
+) -> asyncpg.Record | None:
+    """One row of ``sql`` on :func:`connection`; a refusal by the database is raised as
+    the :class:`~agent_app.errors.RuleViolation` naming its rule."""
+    async with connection(conn) as c:
+        try:
+            return await c.fetchrow(sql, *args)
+        except asyncpg.PostgresError as e:
+            raise translate(e) from e
+
+
+async def fetchval(sql: str, *args: Any, conn: asyncpg.Connection | None = None) -> Any:
+    """Like :func:`fetchrow`, for a single value."""
+    async with connection(conn) as c:
+        try:
+            return await c.fetchval(sql, *args)
+        except asyncpg.PostgresError as e:
+            raise translate(e) from e
 
 
 def dumps(value: Any) -> str:

@@ -16,7 +16,7 @@ import asyncpg
 
 from agent_app import db
 from agent_app.enums import FeaturePhase, MemoryKind
-from agent_app.errors import RuleViolation, translate
+from agent_app.errors import RuleViolation
 
 
 @dataclass(frozen=True)
@@ -54,20 +54,17 @@ async def add(
     """Store a memory. Empty content is refused (``content_not_empty``)."""
     if not content.strip():
         raise RuleViolation("content_not_empty", "content_not_empty: a memory needs content")
-    async with db.connection(conn) as c:
-        try:
-            row = await c.fetchrow(
-                "INSERT INTO agent.memory_records (run_id, phase, kind, content, tags, "
-                f"source_invocation_id) VALUES ($1, $2, $3, $4, $5, $6) RETURNING {_COLUMNS}",
-                run_id,
-                FeaturePhase(phase).value,
-                MemoryKind(kind).value,
-                content,
-                list(dict.fromkeys(tags)),
-                source_invocation_id,
-            )
-        except asyncpg.PostgresError as e:
-            raise translate(e) from e
+    row = await db.fetchrow(
+        "INSERT INTO agent.memory_records (run_id, phase, kind, content, tags, "
+        f"source_invocation_id) VALUES ($1, $2, $3, $4, $5, $6) RETURNING {_COLUMNS}",
+        run_id,
+        FeaturePhase(phase).value,
+        MemoryKind(kind).value,
+        content,
+        list(dict.fromkeys(tags)),
+        source_invocation_id,
+        conn=conn,
+    )
     return _memory(row)
 
 

@@ -29,7 +29,7 @@ import asyncpg
 
 from agent_app import db, transitions
 from agent_app.enums import WORKING_PHASES, FeaturePhase, PhaseStatus
-from agent_app.errors import NotFound, RuleViolation, translate
+from agent_app.errors import NotFound, RuleViolation
 
 
 @dataclass(frozen=True)
@@ -142,19 +142,16 @@ async def create_run(
     conn: asyncpg.Connection | None = None,
 ) -> Run:
     """A new run, in phase analysis."""
-    async with db.connection(conn) as c:
-        try:
-            row = await c.fetchrow(
-                "INSERT INTO agent.feature_runs (title, request, repo_url, base_branch, sandbox_id)"
-                f" VALUES ($1, $2, $3, $4, $5) RETURNING {_RUN}",
-                title,
-                request,
-                repo_url,
-                base_branch,
-                sandbox_id,
-            )
-        except asyncpg.PostgresError as e:
-            raise translate(e) from e
+    row = await db.fetchrow(
+        "INSERT INTO agent.feature_runs (title, request, repo_url, base_branch, sandbox_id)"
+        f" VALUES ($1, $2, $3, $4, $5) RETURNING {_RUN}",
+        title,
+        request,
+        repo_url,
+        base_branch,
+        sandbox_id,
+        conn=conn,
+    )
     return _run(row)
 
 

@@ -108,21 +108,18 @@ async def create(
     conn: asyncpg.Connection | None = None,
 ) -> Sandbox:
     """A new sandbox, pending. ``source_snapshot_id`` is required exactly for snapshots."""
-    async with db.connection(conn) as c:
-        try:
-            row = await c.fetchrow(
-                "INSERT INTO agent.sandboxes (source_type, provider, source_ref, "
-                "source_snapshot_id, external_id, config) VALUES ($1, $2, $3, $4, $5, $6::jsonb) "
-                f"RETURNING {_SANDBOX}",
-                SandboxSourceType(source_type).value,
-                provider,
-                source_ref,
-                source_snapshot_id,
-                external_id,
-                db.dumps({} if config is None else config),
-            )
-        except asyncpg.PostgresError as e:
-            raise translate(e) from e
+    row = await db.fetchrow(
+        "INSERT INTO agent.sandboxes (source_type, provider, source_ref, "
+        "source_snapshot_id, external_id, config) VALUES ($1, $2, $3, $4, $5, $6::jsonb) "
+        f"RETURNING {_SANDBOX}",
+        SandboxSourceType(source_type).value,
+        provider,
+        source_ref,
+        source_snapshot_id,
+        external_id,
+        db.dumps({} if config is None else config),
+        conn=conn,
+    )
     return _sandbox(row)
 
 
@@ -134,21 +131,18 @@ async def set_status(
     conn: asyncpg.Connection | None = None,
 ) -> Sandbox:
     """Move the sandbox to ``status`` if the transition table allows it."""
-    async with db.connection(conn) as c:
-        try:
-            row = await c.fetchrow(
-                "UPDATE agent.sandboxes SET status = $2::varchar, error = coalesce($3, error), "
-                "started_at = CASE WHEN $2::varchar = 'running' THEN coalesce(started_at, now()) "
-                "                  ELSE started_at END, "
-                "stopped_at = CASE WHEN $2::varchar IN ('stopped', 'failed', 'aborted') THEN now() "
-                "                  ELSE stopped_at END "
-                f"WHERE id = $1 RETURNING {_SANDBOX}",
-                sandbox_id,
-                SandboxStatus(status).value,
-                error,
-            )
-        except asyncpg.PostgresError as e:
-            raise translate(e) from e
+    row = await db.fetchrow(
+        "UPDATE agent.sandboxes SET status = $2::varchar, error = coalesce($3, error), "
+        "started_at = CASE WHEN $2::varchar = 'running' THEN coalesce(started_at, now()) "
+        "                  ELSE started_at END, "
+        "stopped_at = CASE WHEN $2::varchar IN ('stopped', 'failed', 'aborted') THEN now() "
+        "                  ELSE stopped_at END "
+        f"WHERE id = $1 RETURNING {_SANDBOX}",
+        sandbox_id,
+        SandboxStatus(status).value,
+        error,
+        conn=conn,
+    )
     if row is None:
         raise NotFound(f"no sandbox {sandbox_id}")
     return _sandbox(row)
@@ -164,19 +158,16 @@ async def snapshot(
     conn: asyncpg.Connection | None = None,
 ) -> Snapshot:
     """Record a snapshot of the sandbox."""
-    async with db.connection(conn) as c:
-        try:
-            row = await c.fetchrow(
-                "INSERT INTO agent.sandbox_snapshots (sandbox_id, external_id, size_bytes, "
-                f"metadata, status) VALUES ($1, $2, $3, $4::jsonb, $5) RETURNING {_SNAPSHOT}",
-                sandbox_id,
-                external_id,
-                size_bytes,
-                db.dumps({} if metadata is None else metadata),
-                SnapshotStatus(status).value,
-            )
-        except asyncpg.PostgresError as e:
-            raise translate(e) from e
+    row = await db.fetchrow(
+        "INSERT INTO agent.sandbox_snapshots (sandbox_id, external_id, size_bytes, "
+        f"metadata, status) VALUES ($1, $2, $3, $4::jsonb, $5) RETURNING {_SNAPSHOT}",
+        sandbox_id,
+        external_id,
+        size_bytes,
+        db.dumps({} if metadata is None else metadata),
+        SnapshotStatus(status).value,
+        conn=conn,
+    )
     return _snapshot(row)
 
 

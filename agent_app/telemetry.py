@@ -146,22 +146,19 @@ async def start_invocation(
 ) -> uuid.UUID:
     """Record that an agent was invoked in a phase attempt of the run; returns its id."""
     agent_type_value = _enum(agent_type, AgentType, "agent_type", "")
-    async with db.connection(conn) as c:
-        try:
-            return await c.fetchval(
-                "INSERT INTO agent.agent_invocations (run_id, phase_result_id, agent_type, model, "
-                "agent_id, parent_invocation_id, input) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb) "
-                "RETURNING id",
-                run_id,
-                phase_result_id,
-                agent_type_value,
-                model,
-                agent_id,
-                parent_invocation_id,
-                None if input is None else db.dumps(input),
-            )
-        except asyncpg.PostgresError as e:
-            raise translate(e) from e
+    return await db.fetchval(
+        "INSERT INTO agent.agent_invocations (run_id, phase_result_id, agent_type, model, "
+        "agent_id, parent_invocation_id, input) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb) "
+        "RETURNING id",
+        run_id,
+        phase_result_id,
+        agent_type_value,
+        model,
+        agent_id,
+        parent_invocation_id,
+        None if input is None else db.dumps(input),
+        conn=conn,
+    )
 
 
 ROLLUP = """
