@@ -1,38 +1,92 @@
-"""How the worker API reaches PostgreSQL.
+"""How the worker API reaches PostgreSQL - the one place that runs its statements.
 
+Which connection an operation runs on
+-------------------------------------
 Every operation takes an optional ``conn`` (an asyncpg connection). Without one, it
 runs on the connection of the Piccolo transaction in progress, if any (so API calls
-compose with ``async with DB.transaction():``), else on a connection from Piccolo's
-engine pool, which is started on first use (see :func:`start_pool`) when the application
-has not started it.
+compose with ``async with DB.transaction():``), else on a connection from agent_app's
+own asyncpg pool (:func:`pool`), built from the DSN of the ``PostgresEngine`` in
+``piccolo_conf.py``. agent_app never starts, resizes or reconfigures Piccolo's own
+pool.
+
+What a worker may rely on
+-------------------------
+* **Composition.** Inside a caller's transaction (an asyncpg ``conn.transaction()`` or
+  Piccolo's ``DB.transaction()``) every operation runs in a savepoint: a refusal
+  (a typed :class:`~agent_app.errors.AgentAppError`) rolls back only what the operation
+  did, and the caller's transaction stays usable. Outside one, each operation is its
+  own transaction (or a single statement).
+* **Typed errors.** Nothing raises a raw driver error for a fault the caller can meet:
+  a refused write is a :class:`~agent_app.errors.RuleViolation` naming its rule; a
+  server that is down, restarting or unreachable - or a connection lost mid-call - is
+  :class:`~agent_app.errors.DatabaseUnavailable`; a deadlock or serialization failure
+  that persists after :data:`RETRIES` attempts is :class:`~agent_app.errors.Contention`.
+  Both of the latter have ``retryable = True``: the call did not happen (or, for a lost
+  connection, its transaction was rolled back by the server) and may be repeated.
+* **Recovery.** Once the server is back, the next call works: dead pool connections
+  are replaced, and a Piccolo transaction whose connection died is ended (Piccolo
+  itself would leave it as the task's current transaction, and every later query in
+  the task would join a dead transaction).
+* **Retries inside the operation.** Operations that take row locks run through
+  :func:`run`, which retries a deadlock or serialization failure a bounded number of
+  times (in a fresh transaction, or by rolling back to its savepoint inside a caller's
+  transaction) before raising :class:`~agent_app.errors.Contention`.
+* **Consistent reads.** :func:`snapshot` gives a read that spans statements one
+  snapshot (``REPEATABLE READ, READ ONLY``) when it is not inside a caller's
+  transaction; inside one, the caller's isolation level decides.
+
+Pool connections are not reset with a query when they go back to the pool (one round
+trip saved per operation), so code sharing :func:`pool` must not leave session state
+behind: use ``SET LOCAL`` rather than ``SET``, transaction-scoped advisory locks, and a
+dedicated connection for LISTEN (as :class:`agent_app.queue.Consumer` does).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
-from collections.abc import AsyncIterator
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, NoReturn, TypeVar
 
 import asyncpg
 from piccolo.engine import engine_finder
-from piccolo.engine.postgres import PostgresEngine
+from piccolo.engine.postgres import PostgresEngine, PostgresTransaction
 
-from agent_app.errors import translate
+from agent_app.errors import Contention, DatabaseUnavailable, translate
 
-_pool_lock = asyncio.Lock()
+T = TypeVar("T")
 
-#: Pool size used when the API starts Piccolo's pool itself.
+#: Pool size used when the API starts its pool itself.
 DEFAULT_POOL_MAX = int(os.environ.get("AGENT_APP_POOL_MAX", "20"))
+
+#: Attempts :func:`run` makes at an operation that meets a deadlock or serialization
+#: failure before raising :class:`~agent_app.errors.Contention`.
+RETRIES = 5
+
+_engine: PostgresEngine | None = None
+_pool: asyncpg.Pool | None = None
+_pool_loop: asyncio.AbstractEventLoop | None = None
+_pool_lock: asyncio.Lock | None = None
 
 
 def engine() -> PostgresEngine:
-    found = engine_finder()
-    if not isinstance(found, PostgresEngine):
-        raise RuntimeError("agent_app needs a PostgresEngine in piccolo_conf.py")
-    return found
+    """The ``PostgresEngine`` of ``piccolo_conf.py``, looked up once per process."""
+    global _engine
+    if _engine is None:
+        found = engine_finder()
+        if not isinstance(found, PostgresEngine):
+            raise RuntimeError("agent_app needs a PostgresEngine in piccolo_conf.py")
+        _engine = found
+    return _engine
+
+
+def connect_kwargs() -> dict[str, Any]:
+    """Keyword arguments for ``asyncpg.connect`` / ``create_pool``: the engine's config."""
+    return dict(engine().config)
 
 
 async def _light_reset(conn: asyncpg.Connection) -> None:
@@ -42,73 +96,240 @@ async def _light_reset(conn: asyncpg.Connection) -> None:
 
 
 async def start_pool(min_size: int = 1, max_size: int = DEFAULT_POOL_MAX) -> asyncpg.Pool:
-    """Start Piccolo's engine pool the way agent_app wants it.
-
-    Connections are not reset with a query when they go back to the pool (one round
-    trip saved per operation), so code sharing this pool must not leave session state
-    behind: use ``SET LOCAL`` rather than ``SET``, transaction-scoped advisory locks,
-    and a dedicated connection for LISTEN (as :class:`agent_app.queue.Consumer` does).
-    """
-    eng = engine()
+    """Start agent_app's pool with these sizes (a no-op if it is already running on this
+    event loop). Call it at start-up to size the pool; otherwise :func:`pool` starts
+    one of ``AGENT_APP_POOL_MAX`` (20) connections on first use."""
+    global _pool, _pool_loop, _pool_lock
+    loop = asyncio.get_running_loop()
+    if _pool is not None and _pool_loop is loop and not _pool._closed:
+        return _pool
+    if _pool_lock is None or _pool_loop is not loop:
+        _pool_lock, _pool_loop, _pool = asyncio.Lock(), loop, None
     async with _pool_lock:
-        if eng.pool is None:
-            await eng.start_connection_pool(
-                min_size=min_size, max_size=max_size, reset=_light_reset
-            )
-    assert eng.pool is not None
-    return eng.pool
+        if _pool is None or _pool._closed:
+            try:
+                _pool = await asyncpg.create_pool(
+                    **connect_kwargs(), min_size=min_size, max_size=max_size, reset=_light_reset
+                )
+            except _FAULTS as e:
+                _reraise(_typed(e, None), e)
+    assert _pool is not None
+    return _pool
 
 
 async def pool() -> asyncpg.Pool:
-    """Piccolo's asyncpg pool; started with :func:`start_pool` on first use if the
-    application has not started one itself (``AGENT_APP_POOL_MAX`` connections at most)."""
-    eng = engine()
-    if eng.pool is None:
-        return await start_pool()
-    return eng.pool
+    """agent_app's asyncpg pool on the running event loop, started on first use."""
+    if _pool is not None and _pool_loop is asyncio.get_running_loop() and not _pool._closed:
+        return _pool
+    return await start_pool()
+
+
+async def close_pool() -> None:
+    """Close agent_app's pool (waiting for connections in use to come back)."""
+    global _pool
+    if _pool is not None and _pool_loop is asyncio.get_running_loop():
+        await _pool.close()
+    _pool = None
+
+
+# --------------------------------------------------------------------------- #
+# Faults
+# --------------------------------------------------------------------------- #
+
+_CONNECTION_ERRORS = (
+    asyncpg.PostgresConnectionError,  # class 08, incl. ConnectionDoesNotExistError
+    asyncpg.CannotConnectNowError,  # the server is starting up or shutting down
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.TooManyConnectionsError,
+    ConnectionError,  # refused, reset, aborted
+    OSError,  # the unix socket is gone while the server restarts
+    asyncio.TimeoutError,  # connecting timed out
+)
+
+#: What :func:`connection` turns into typed errors on the way out.
+_FAULTS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+
+
+def is_connection_error(error: BaseException, conn: asyncpg.Connection | None = None) -> bool:
+    """True when ``error`` means the server or the connection is gone, not a refusal."""
+    if isinstance(error, _CONNECTION_ERRORS):
+        return True
+    if isinstance(error, asyncpg.InterfaceError):
+        text = str(error)
+        if "closed" in text or "released back to the pool" in text or "pool is closing" in text:
+            return True
+        return conn is not None and _closed(conn)
+    return False
+
+
+def _closed(conn: asyncpg.Connection) -> bool:
+    try:
+        return bool(conn.is_closed())
+    except asyncpg.InterfaceError:  # a pool proxy already released
+        return True
+
+
+async def _end_dead_transaction(eng: PostgresEngine, tx: PostgresTransaction) -> None:
+    """A Piccolo transaction whose connection died: mark it rolled back (the server did)
+    so Piccolo does not try again, give its connection back, and stop it being the
+    task's current transaction."""
+    tx._rolled_back = True
+    pool_ = eng.pool
+    if pool_ is not None:
+        # Releasing a closed connection makes the pool replace it; twice is a no-op.
+        await _quiet(pool_.release(tx.connection))
+    eng.current_transaction.set(None)
+
+
+async def _quiet(awaitable: Awaitable[Any]) -> None:
+    with contextlib.suppress(Exception):  # the connection is gone; nothing to give back
+        await awaitable
+
+
+# --------------------------------------------------------------------------- #
+# Connections, transactions, statements
+# --------------------------------------------------------------------------- #
 
 
 @asynccontextmanager
 async def connection(conn: asyncpg.Connection | None = None) -> AsyncIterator[asyncpg.Connection]:
-    """The connection an operation runs on (see the module docstring)."""
+    """The connection an operation runs on (see the module docstring). Errors leaving
+    the block are typed: connection faults become :class:`DatabaseUnavailable`,
+    database refusals :class:`~agent_app.errors.RuleViolation` (via
+    :func:`~agent_app.errors.translate`)."""
     if conn is not None:
-        yield conn
+        try:
+            yield conn
+        except _FAULTS as e:
+            _reraise(_typed(e, conn), e)
         return
     eng = engine()
     current = eng.current_transaction.get()
     if current is not None:
-        yield current.connection
+        c = current.connection
+        if c is None or _closed(c):
+            # Its connection died (a restart); Piccolo would keep it as the current
+            # transaction for ever. End it and say so, once: the next call works.
+            await _end_dead_transaction(eng, current)
+            raise DatabaseUnavailable("the Piccolo transaction in progress lost its connection")
+        try:
+            yield c
+        except _FAULTS as e:
+            typed = _typed(e, c)
+            if isinstance(typed, DatabaseUnavailable):
+                await _end_dead_transaction(eng, current)
+            _reraise(typed, e)
         return
-    async with (await pool()).acquire() as acquired:
+    try:
+        p = await pool()
+        acquired = await p.acquire()
+    except _FAULTS as e:
+        _reraise(_typed(e, None), e)
+    try:
         yield acquired
+    except _FAULTS as e:
+        _reraise(_typed(e, acquired), e)
+    finally:
+        await _quiet(p.release(acquired))
+
+
+def _reraise(typed: BaseException, original: BaseException) -> NoReturn:
+    if typed is original:
+        raise original
+    raise typed from original
+
+
+def _typed(error: BaseException, conn: asyncpg.Connection | None) -> BaseException:
+    if is_connection_error(error, conn):
+        return DatabaseUnavailable(f"{type(error).__name__}: {error}")
+    if isinstance(error, asyncpg.PostgresError):
+        return translate(error)
+    return error
 
 
 @asynccontextmanager
 async def transaction(conn: asyncpg.Connection | None = None) -> AsyncIterator[asyncpg.Connection]:
-    """A transaction (a savepoint when one is already open) on :func:`connection`."""
+    """A transaction on :func:`connection` - a savepoint when one is already open, so a
+    refusal inside it leaves the caller's transaction usable."""
     async with connection(conn) as c, c.transaction():
         yield c
+
+
+@asynccontextmanager
+async def snapshot(conn: asyncpg.Connection | None = None) -> AsyncIterator[asyncpg.Connection]:
+    """A connection whose statements all read one snapshot: a ``REPEATABLE READ READ
+    ONLY`` transaction, or the caller's transaction when one is open."""
+    async with connection(conn) as c:
+        if c.is_in_transaction():
+            yield c
+        else:
+            async with c.transaction(isolation="repeatable_read", readonly=True):
+                yield c
+
+
+async def run(
+    operation: Callable[[asyncpg.Connection], Awaitable[T]],
+    conn: asyncpg.Connection | None = None,
+    *,
+    retries: int = RETRIES,
+) -> T:
+    """Run ``operation(c)`` in one transaction (a savepoint inside a caller's), retrying
+    it from the start after a deadlock or serialization failure, at most ``retries``
+    times in all, then raising :class:`~agent_app.errors.Contention`. Every other error
+    leaves typed (see :func:`connection`); a refusal rolls back what the operation did."""
+    async with connection(conn) as c:
+        for attempt in range(1, retries + 1):
+            try:
+                async with c.transaction():
+                    return await operation(c)
+            except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError) as e:
+                if attempt == retries:
+                    raise Contention(
+                        f"gave up after {retries} attempts: {type(e).__name__}: {e}"
+                    ) from e
+                # Back off a little, randomly, so the other party gets through first.
+                await asyncio.sleep(random.uniform(0, 0.005 * 2**attempt))
+    raise AssertionError("unreachable")
+
+
+async def fetch(sql: str, *args: Any, conn: asyncpg.Connection | None = None) -> list[Any]:
+    """All rows of one statement on :func:`connection`. Inside a caller's transaction the
+    statement runs in a savepoint, so a refusal leaves that transaction usable."""
+    async with connection(conn) as c:
+        if c.is_in_transaction():
+            async with c.transaction():
+                return list(await c.fetch(sql, *args))
+        return list(await c.fetch(sql, *args))
 
 
 async def fetchrow(
     sql: str, *args: Any, conn: asyncpg.Connection | None = None
 ) -> asyncpg.Record | None:
-    """One row of ``sql`` on :func:`connection`; a refusal by the database is raised as
-    the :class:`~agent_app.errors.RuleViolation` naming its rule."""
+    """Like :func:`fetch`, for one row (or None)."""
     async with connection(conn) as c:
-        try:
-            return await c.fetchrow(sql, *args)
-        except asyncpg.PostgresError as e:
-            raise translate(e) from e
+        if c.is_in_transaction():
+            async with c.transaction():
+                return await c.fetchrow(sql, *args)
+        return await c.fetchrow(sql, *args)
 
 
 async def fetchval(sql: str, *args: Any, conn: asyncpg.Connection | None = None) -> Any:
-    """Like :func:`fetchrow`, for a single value."""
+    """Like :func:`fetch`, for a single value."""
     async with connection(conn) as c:
-        try:
-            return await c.fetchval(sql, *args)
-        except asyncpg.PostgresError as e:
-            raise translate(e) from e
+        if c.is_in_transaction():
+            async with c.transaction():
+                return await c.fetchval(sql, *args)
+        return await c.fetchval(sql, *args)
+
+
+async def execute(sql: str, *args: Any, conn: asyncpg.Connection | None = None) -> str:
+    """Like :func:`fetch`, for a statement whose status line is all that matters."""
+    async with connection(conn) as c:
+        if c.is_in_transaction():
+            async with c.transaction():
+                return str(await c.execute(sql, *args))
+        return str(await c.execute(sql, *args))
 
 
 def dumps(value: Any) -> str:

@@ -16,9 +16,11 @@ import asyncpg
 
 
 class AgentAppError(Exception):
-    """Base class: ``rule`` names the broken rule."""
+    """Base class: ``rule`` names the broken rule. ``retryable`` says whether repeating
+    the same call may succeed (a fault, not a refusal)."""
 
     rule: str = "agent_app"
+    retryable: bool = False
 
     def __init__(self, message: str, *, rule: str | None = None) -> None:
         if rule is not None:
@@ -34,6 +36,26 @@ class RuleViolation(AgentAppError):
         self.table = table
         self.detail = detail
         super().__init__(detail, rule=rule)
+
+
+class DatabaseUnavailable(AgentAppError):
+    """The server is down, restarting or unreachable, or the connection was lost during
+    the call. Retryable: if the call was inside a transaction, the server rolled that
+    transaction back; a single-statement call either happened entirely or not at all
+    (repeat it by identity - every agent_app operation that takes an id is safe to
+    repeat)."""
+
+    rule = "database_unavailable"
+    retryable = True
+
+
+class Contention(AgentAppError):
+    """A deadlock or serialization failure persisted through the operation's own
+    bounded retries (or happened inside a caller's transaction that cannot be retried
+    from here). Nothing was changed by the failed attempt; retryable."""
+
+    rule = "contention"
+    retryable = True
 
 
 class NotFound(AgentAppError):
@@ -88,7 +110,10 @@ class LeaseLost(AgentAppError):
 
 
 def translate(error: asyncpg.PostgresError) -> AgentAppError | asyncpg.PostgresError:
-    """Map a database refusal to a :class:`RuleViolation` naming its rule."""
+    """Map a database refusal to a :class:`RuleViolation` naming its rule, a deadlock or
+    serialization failure to :class:`Contention`."""
+    if isinstance(error, asyncpg.TransactionRollbackError):
+        return Contention(f"{type(error).__name__}: {error}")
     if isinstance(error, asyncpg.IntegrityConstraintViolationError):
         name: Any = getattr(error, "constraint_name", None)
         if name:

@@ -34,6 +34,7 @@ from agent_app.errors import (
     BudgetExceeded,
     DepthLimitExceeded,
     NotFound,
+    RuleViolation,
     translate,
 )
 from agent_app.tables import MAX_AGENT_DEPTH
@@ -195,10 +196,10 @@ async def finish(
     for attempt in range(3):
         try:
             return await _finish_once(agent_id, final, conn)
-        except asyncpg.CheckViolationError as e:
+        except RuleViolation as e:
             # A child was added between our lock and our update: look again.
-            if e.constraint_name != "children_finish_first" or attempt == 2:
-                raise translate(e) from e
+            if e.rule != "children_finish_first" or attempt == 2:
+                raise
     raise AssertionError("unreachable")
 
 

@@ -51,7 +51,7 @@ async def main(ops: int, workers: int, rounds: int) -> None:
             ["", "pairs/s", "vs separate"],
         )
     )
-    await db.engine().close_connection_pool()
+    await db.close_pool()
 
 
 if __name__ == "__main__":

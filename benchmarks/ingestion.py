@@ -84,7 +84,7 @@ async def main(n_steps: int, rounds: int) -> None:
     rows = [[name, f"{median(v):,.0f}", f"{median(v) / bare:.2f}x"] for name, v in results.items()]
     print(f"telemetry ingestion, rows/s (a step + 2 tool calls = 3 rows; median of {rounds})")
     print(table(rows, ["path", "rows/s", "vs bare COPY"]))
-    await db.engine().close_connection_pool()
+    await db.close_pool()
 
 
 if __name__ == "__main__":

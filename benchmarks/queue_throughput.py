@@ -165,7 +165,7 @@ async def main(rounds: int) -> None:
     print(table(rows, ["operation", "mode", "workers", "api", "api+conn", "raw asyncpg",
                        "api/raw", "api+conn/raw"]))  # fmt: skip
     await raw_pool.close()
-    await db.engine().close_connection_pool()
+    await db.close_pool()
 
 
 if __name__ == "__main__":

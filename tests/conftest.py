@@ -95,7 +95,10 @@ async def migrated(database_url: str) -> AsyncIterator[None]:
     response = await run_forwards(app_name="all", migration_id="all", fake=False)
     assert response.success, response.message
     await db.start_pool(min_size=1, max_size=20)
+    # Piccolo's own pool, for the tests' ORM queries (agent_app never starts it).
+    await db.engine().start_connection_pool(min_size=1, max_size=5)
     yield
+    await db.close_pool()
     await db.engine().close_connection_pool()
 
 

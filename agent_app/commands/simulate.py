@@ -55,5 +55,5 @@ async def simulate(runs: int = 20, workers: int = 4, seed: int = 1) -> None:
         print(stats.summary())
         sys.exit(130)
     finally:
-        await db.engine().close_connection_pool()
+        await db.close_pool()
     print("\n" + stats.summary())
