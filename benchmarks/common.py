@@ -13,7 +13,6 @@ import os
 import secrets
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -44,11 +43,9 @@ def prepare() -> str:
         )
         url = urlunsplit(urlsplit(server)._replace(path=f"/{name}"))
     else:
-        from agent_app.database import start_embedded
+        from agent_app.database import embedded_url, scratch_pgdata
 
-        url = start_embedded(
-            Path(tempfile.mkdtemp(prefix="agent_app_bench_")) / "pgdata", throwaway=True
-        )
+        url = embedded_url(scratch_pgdata("agent_app_bench_"), throwaway=True)
     os.environ["DATABASE_URL"] = url
     os.chdir(REPO)
 

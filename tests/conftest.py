@@ -19,7 +19,6 @@ import secrets
 import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -59,15 +58,16 @@ def pytest_configure(config: pytest.Config) -> None:
         asyncio.run(_admin(_SERVER_URL, f'CREATE DATABASE "{_TEST_DB}"'))
         os.environ["DATABASE_URL"] = _with_database(_SERVER_URL, _TEST_DB)
     else:
-        from agent_app.database import start_embedded
+        from agent_app.database import embedded_url, scratch_pgdata
 
-        _TMP = tempfile.mkdtemp(prefix="agent_app_test_")
+        pgdata = scratch_pgdata("agent_app_test_")
+        _TMP = str(pgdata.parent)
         # atexit runs last-registered first: the server stops (and deletes its data folder)
         # before this removes the parent. Removing it earlier, in pytest_unconfigure, took
         # the server's list of users with it, and the server was never stopped.
         atexit.register(shutil.rmtree, _TMP, ignore_errors=True)
-        os.environ["AGENT_APP_PGDATA"] = str(Path(_TMP) / "pgdata")
-        os.environ["DATABASE_URL"] = start_embedded(Path(_TMP) / "pgdata", throwaway=True)
+        os.environ["AGENT_APP_PGDATA"] = str(pgdata)
+        os.environ["DATABASE_URL"] = embedded_url(pgdata, throwaway=True)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

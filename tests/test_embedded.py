@@ -9,21 +9,24 @@ import os
 import signal
 import subprocess
 import sys
+import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
 
+from agent_app.database import scratch_pgdata
 from tests.conftest import REPO
 
 CLIENT = """
 import asyncio, sys, time
 from pathlib import Path
 import asyncpg
-from agent_app.database import start_embedded
+from agent_app.database import embedded_url
 
-url = start_embedded(Path(sys.argv[1]))
+url = embedded_url(Path(sys.argv[1]))
 
 async def main():
     conn = await asyncpg.connect(url)
@@ -34,7 +37,7 @@ async def main():
     await conn.execute("INSERT INTO seen VALUES ($1)", sys.argv[3])
     n = await conn.fetchval("SELECT count(*) FROM seen")
     await conn.close()
-    print("ready", n, flush=True)
+    print("ready", n, url, flush=True)
 
 asyncio.run(main())
 time.sleep(float(sys.argv[2]))
@@ -79,8 +82,17 @@ def _wait_stopped(pgdata: Path, timeout: float = 15) -> None:
 
 
 @pytest.fixture
-def pgdata(tmp_path: Path) -> Path:
-    return tmp_path / "home" / "agent_app" / "pgdata"
+def base() -> Iterator[Path]:
+    """A folder of the test's own, traversable (0711) for the server's system user, as
+    a home folder would be; removed afterwards."""
+    folder = scratch_pgdata("agent_app_embedded_").parent
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def pgdata(base: Path) -> Path:
+    return base / "home" / "agent_app" / "pgdata"
 
 
 def test_starts_reuses_its_data_and_stops_after_the_last_client(pgdata: Path) -> None:
