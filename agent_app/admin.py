@@ -4,21 +4,34 @@ Grouped (pipeline, hierarchy, telemetry), with readable row names, useful visibl
 columns and filters, enum columns shown as choices. History rows (steps, tool calls,
 checkpoints, the closure table) are read-only here: the API refuses writes to them with
 405. Only logged-in users with ``admin`` set get in (Piccolo's session auth, CSRF
-enforced, passwords hashed by ``BaseUser``).
+enforced, passwords hashed by ``BaseUser``, off the event loop). Logins are throttled
+per account and address, bad list parameters get 400, CSV exports neutralise formulas,
+and ``production`` makes every cookie ``Secure`` (see :mod:`agent_app.admin_security`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pydantic
-from piccolo.apps.user.tables import BaseUser
 from piccolo_admin.endpoints import TableConfig, create_admin
 from piccolo_api.crud.validators import Validators
 from piccolo_api.fastapi.endpoints import FastAPIWrapper
+from piccolo_api.rate_limiting.middleware import RateLimitProvider
 from piccolo_api.session_auth.tables import SessionsBase
 from starlette.exceptions import HTTPException
 
+from agent_app.admin_security import (
+    THROTTLE,
+    AdminConfigError,
+    AdminUser,
+    LoginGuard,
+    LoginThrottle,
+    NeutralisedCsvExport,
+    SecureCookies,
+    behind_proxies,
+)
 from agent_app.tables import (
     Agent,
     AgentInvocation,
@@ -70,57 +83,100 @@ def _history_is_read_only(piccolo_crud: Any, request: Any) -> None:
     )
 
 
-READ_ONLY = Validators(
-    post_single=[_history_is_read_only],
-    put_single=[_history_is_read_only],
-    patch_single=[_history_is_read_only],
-    delete_single=[_history_is_read_only],
-    delete_all=[_history_is_read_only],
-)
+#: The largest ``__page`` the list API accepts (offsets stay far from bigint's range).
+MAX_PAGE = 1_000_000
+
+
+def _list_parameters_are_valid(piccolo_crud: Any, request: Any) -> None:
+    """400, not 500, for an unknown ``__order`` column or a page number out of range."""
+    params = request.query_params
+    for raw in params.getlist("__order"):
+        for name in raw.split(","):
+            try:
+                piccolo_crud._get_column(column_name=name.removeprefix("-"))
+            except (ValueError, AttributeError, KeyError):
+                raise HTTPException(
+                    status_code=400, detail=f"__order: no column {name[:100]!r}"
+                ) from None
+    for key, upper in (("__page", MAX_PAGE), ("__page_size", piccolo_crud.max_page_size)):
+        for raw in params.getlist(key):
+            try:
+                value = int(raw)
+            except ValueError:
+                value = 0
+            if not 1 <= value <= upper:
+                raise HTTPException(
+                    status_code=400, detail=f"{key}: {raw[:40]!r} is not between 1 and {upper}"
+                )
+
+
+def _validators(*, read_only: bool = False) -> Validators:
+    refuse: list[Any] = [_history_is_read_only] if read_only else []
+    return Validators(
+        every=[_list_parameters_are_valid],
+        post_single=refuse,
+        put_single=refuse,
+        patch_single=refuse,
+        delete_single=refuse,
+        delete_all=refuse,
+    )
+
+
+READ_ONLY = _validators(read_only=True)
+CHECKED = _validators()
+
+
+class _NoPiccoloRateLimit(RateLimitProvider):
+    """piccolo-admin's own limit blocks an address (behind a proxy: everyone) after 20
+    requests until restart; :class:`~agent_app.admin_security.LoginGuard` replaces it."""
+
+    def increment(self, identifier: str) -> None:
+        return None
 
 
 def table_configs() -> list[TableConfig]:
     return [
-        TableConfig(FeatureRun, menu_group=PIPELINE, link_column=FeatureRun.title,
+        TableConfig(FeatureRun, menu_group=PIPELINE, validators=CHECKED,
+                    link_column=FeatureRun.title,
                     visible_columns=[FeatureRun.title, FeatureRun.current_phase,
                                      FeatureRun.repo_url, FeatureRun.pr_url,
                                      FeatureRun.created_at, FeatureRun.completed_at],
                     visible_filters=[FeatureRun.current_phase, FeatureRun.title,
                                      FeatureRun.sandbox_id]),
-        TableConfig(PhaseResult, menu_group=PIPELINE,
+        TableConfig(PhaseResult, menu_group=PIPELINE, validators=CHECKED,
                     visible_columns=[PhaseResult.run_id, PhaseResult.phase, PhaseResult.attempt,
                                      PhaseResult.status, PhaseResult.summary,
                                      PhaseResult.started_at],
                     visible_filters=[PhaseResult.run_id, PhaseResult.phase, PhaseResult.status]),
-        TableConfig(MemoryRecord, menu_group=PIPELINE,
+        TableConfig(MemoryRecord, menu_group=PIPELINE, validators=CHECKED,
                     visible_filters=[MemoryRecord.run_id, MemoryRecord.phase, MemoryRecord.kind]),
-        TableConfig(CtaEvent, menu_group=PIPELINE,
+        TableConfig(CtaEvent, menu_group=PIPELINE, validators=CHECKED,
                     visible_filters=[CtaEvent.run_id, CtaEvent.kind, CtaEvent.phase]),
-        TableConfig(Sandbox, menu_group=PIPELINE,
+        TableConfig(Sandbox, menu_group=PIPELINE, validators=CHECKED,
                     visible_filters=[Sandbox.status, Sandbox.provider, Sandbox.source_type]),
-        TableConfig(SandboxSnapshot, menu_group=PIPELINE,
+        TableConfig(SandboxSnapshot, menu_group=PIPELINE, validators=CHECKED,
                     visible_filters=[SandboxSnapshot.sandbox_id, SandboxSnapshot.status]),
-        TableConfig(Agent, menu_group=HIERARCHY, link_column=Agent.name,
+        TableConfig(Agent, menu_group=HIERARCHY, validators=CHECKED, link_column=Agent.name,
                     visible_columns=[Agent.name, Agent.agent_type, Agent.status, Agent.depth_level,
                                      Agent.parent_id, Agent.run_id, Agent.created_at],
                     visible_filters=[Agent.agent_type, Agent.status, Agent.run_id,
                                      Agent.parent_id]),
-        TableConfig(Budget, menu_group=HIERARCHY,
+        TableConfig(Budget, menu_group=HIERARCHY, validators=CHECKED,
                     visible_filters=[Budget.agent_id, Budget.resource]),
-        TableConfig(Message, menu_group=HIERARCHY,
+        TableConfig(Message, menu_group=HIERARCHY, validators=CHECKED,
                     visible_columns=[Message.id, Message.recipient_id, Message.sender_id,
                                      Message.kind, Message.priority, Message.status,
                                      Message.attempts, Message.created_at],
                     visible_filters=[Message.status, Message.recipient_id, Message.run_id,
                                      Message.kind]),
-        TableConfig(Workspace, menu_group=HIERARCHY,
+        TableConfig(Workspace, menu_group=HIERARCHY, validators=CHECKED,
                     visible_filters=[Workspace.agent_id, Workspace.sandbox_id, Workspace.status]),
         TableConfig(Checkpoint, menu_group=HIERARCHY, validators=READ_ONLY,
                     exclude_visible_columns=[Checkpoint.state_snapshot],
                     visible_filters=[Checkpoint.agent_id]),
         TableConfig(Hierarchy, menu_group=HIERARCHY, validators=READ_ONLY,
                     visible_filters=[Hierarchy.parent_id, Hierarchy.child_id, Hierarchy.depth]),
-        TableConfig(AgentInvocation, menu_group=TELEMETRY,
+        TableConfig(AgentInvocation, menu_group=TELEMETRY, validators=CHECKED,
                     visible_columns=[AgentInvocation.run_id, AgentInvocation.agent_type,
                                      AgentInvocation.model, AgentInvocation.input_tokens,
                                      AgentInvocation.output_tokens, AgentInvocation.cost_usd,
@@ -135,13 +191,42 @@ def table_configs() -> list[TableConfig]:
     ]  # fmt: skip
 
 
-def create_app(*, production: bool = False) -> Any:
-    """The admin ASGI app. ``production`` marks cookies secure (serve it over HTTPS)."""
+def create_app(
+    *,
+    production: bool = False,
+    allowed_hosts: Sequence[str] = (),
+    trusted_proxies: Sequence[str] = (),
+    throttle: LoginThrottle | None = None,
+) -> Any:
+    """The admin ASGI app.
+
+    :param production: every cookie ``Secure`` (serve it over HTTPS); needs
+        ``allowed_hosts``.
+    :param allowed_hosts: the public host names the admin is served under; over HTTPS a
+        write (login included) is accepted only with an ``Origin``/``Referer`` naming one.
+    :param trusted_proxies: addresses of reverse proxies whose ``X-Forwarded-For`` and
+        ``X-Forwarded-Proto`` are believed; from anyone else they are ignored.
+    :param throttle: the login rate limit (default: the process-wide
+        :data:`~agent_app.admin_security.THROTTLE`).
+    :raises AdminConfigError: ``production`` without ``allowed_hosts``.
+    """
+    hosts = [h.strip() for h in allowed_hosts if h.strip()]
+    if production and not hosts:
+        raise AdminConfigError(
+            "production needs allowed_hosts (the public host names, e.g. admin.example.com): "
+            "behind HTTPS every POST is checked against them"
+        )
     _allow_a_column_named_request()
-    return create_admin(
+    app: Any = create_admin(
         tables=table_configs(),
-        auth_table=BaseUser,
+        auth_table=AdminUser,
         session_table=SessionsBase,
         site_name="agent_app",
         production=production,
+        allowed_hosts=hosts,
+        rate_limit_provider=_NoPiccoloRateLimit(),
     )
+    app = NeutralisedCsvExport(LoginGuard(app, throttle or THROTTLE))
+    if production:
+        app = SecureCookies(app)
+    return behind_proxies(app, trusted_proxies)

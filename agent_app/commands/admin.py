@@ -3,7 +3,17 @@
 from __future__ import annotations
 
 
-async def admin(host: str = "127.0.0.1", port: int = 8000, production: bool = False) -> None:
+def _names(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+async def admin(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    production: bool = False,
+    allowed_hosts: str = "",
+    trusted_proxies: str = "",
+) -> None:
     """
     Serve the operator's view (Piccolo Admin) with uvicorn. Log in with a user made by
     ``piccolo user create`` with admin rights.
@@ -13,14 +23,29 @@ async def admin(host: str = "127.0.0.1", port: int = 8000, production: bool = Fa
     :param port:
         The port to listen on.
     :param production:
-        Secure cookies only (put it behind HTTPS).
+        Secure cookies only (put it behind HTTPS); needs --allowed_hosts.
+    :param allowed_hosts:
+        Comma-separated public host names the admin is served under, e.g.
+        admin.example.com: over HTTPS, writes (login included) must come from them.
+    :param trusted_proxies:
+        Comma-separated addresses of reverse proxies whose X-Forwarded-For and
+        X-Forwarded-Proto headers are believed (for example 127.0.0.1); from anyone
+        else those headers are ignored.
     """
     import uvicorn
 
     from agent_app.admin import create_app
 
-    print(f"agent_app admin on http://{host}:{port}/ (log in with an admin user)", flush=True)
+    app = create_app(
+        production=production,
+        allowed_hosts=_names(allowed_hosts),
+        trusted_proxies=_names(trusted_proxies),
+    )
+    scheme = "https" if production else "http"
+    print(f"agent_app admin on {scheme}://{host}:{port}/ (log in with an admin user)", flush=True)
+    # Forwarded headers are handled by the app, only from --trusted_proxies (uvicorn
+    # would otherwise believe them from 127.0.0.1).
     server = uvicorn.Server(
-        uvicorn.Config(create_app(production=production), host=host, port=port, log_level="info")
+        uvicorn.Config(app, host=host, port=port, log_level="info", proxy_headers=False)
     )
     await server.serve()
