@@ -14,13 +14,15 @@ What a worker may rely on:
 * Every refusal raises :class:`~agent_app.errors.RuleViolation` (or ``NotFound``) naming
   the rule, and changes nothing.
 * :func:`timeline` returns a run with its phase attempts, invocations and token and
-  cost totals in three queries.
+  cost totals in one statement: one consistent moment, even while workers write.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -119,13 +121,13 @@ _RUN = (
 _PHASE = "id, run_id, phase, status, attempt, summary, started_at, finished_at"
 
 
-def _run(row: asyncpg.Record) -> Run:
+def _run(row: Mapping[str, Any]) -> Run:
     values = dict(row)
     values["current_phase"] = FeaturePhase(values["current_phase"])
     return Run(**values)
 
 
-def _phase(row: asyncpg.Record) -> Phase:
+def _phase(row: Mapping[str, Any]) -> Phase:
     values = dict(row)
     values["phase"] = FeaturePhase(values["phase"])
     values["status"] = PhaseStatus(values["status"])
@@ -152,12 +154,14 @@ async def create_run(
         sandbox_id,
         conn=conn,
     )
+    assert row is not None  # INSERT ... RETURNING: one row
     return _run(row)
 
 
 async def get_run(run_id: uuid.UUID, *, conn: asyncpg.Connection | None = None) -> Run:
-    async with db.connection(conn) as c:
-        row = await c.fetchrow(f"SELECT {_RUN} FROM agent.feature_runs WHERE id = $1", run_id)
+    row = await db.fetchrow(
+        f"SELECT {_RUN} FROM agent.feature_runs WHERE id = $1", run_id, conn=conn
+    )
     if row is None:
         raise NotFound(f"no feature run {run_id}")
     return _run(row)
@@ -204,29 +208,29 @@ async def _finish_phase(
     error: str | None,
     conn: asyncpg.Connection | None,
 ) -> Phase:
-    async with db.connection(conn) as c:
-        row = await c.fetchrow(
-            "UPDATE agent.phase_results SET status = $2, summary = coalesce($3, summary), "
-            "output = coalesce($4::jsonb, output), error = $5, finished_at = now() "
-            f"WHERE id = $1 AND status = 'running' RETURNING {_PHASE}",
-            phase_result_id,
-            status.value,
-            summary,
-            None if output is None else db.dumps(output),
-            error,
+    row = await db.fetchrow(
+        "UPDATE agent.phase_results SET status = $2, summary = coalesce($3, summary), "
+        "output = coalesce($4::jsonb, output), error = $5, finished_at = now() "
+        f"WHERE id = $1 AND status = 'running' RETURNING {_PHASE}",
+        phase_result_id,
+        status.value,
+        summary,
+        None if output is None else db.dumps(output),
+        error,
+        conn=conn,
+    )
+    if row is None:
+        current = await db.fetchval(
+            "SELECT status FROM agent.phase_results WHERE id = $1", phase_result_id, conn=conn
         )
-        if row is None:
-            current = await c.fetchval(
-                "SELECT status FROM agent.phase_results WHERE id = $1", phase_result_id
-            )
-            if current is None:
-                raise NotFound(f"no phase result {phase_result_id}")
-            raise RuleViolation(
-                "phase_status_transition",
-                f"phase_status_transition: attempt {phase_result_id} is already {current}, "
-                f"cannot become {status.value}",
-                table="phase_results",
-            )
+        if current is None:
+            raise NotFound(f"no phase result {phase_result_id}")
+        raise RuleViolation(
+            "phase_status_transition",
+            f"phase_status_transition: attempt {phase_result_id} is already {current}, "
+            f"cannot become {status.value}",
+            table="phase_results",
+        )
     return _phase(row)
 
 
@@ -324,32 +328,45 @@ async def fail_run(run_id: uuid.UUID, error: str, *, conn: asyncpg.Connection | 
     return _run(row)
 
 
-TIMELINE_INVOCATIONS = """
-SELECT i.id, i.phase_result_id, i.agent_id, i.agent_type, i.model, i.finish_reason,
+# One statement, so one snapshot: the run, each of its attempts, and each attempt's
+# invocations with their step and tool-call counts - one row per invocation, or one
+# per attempt without any, or one for a run without attempts.
+TIMELINE = f"""
+SELECT {", ".join(f"r.{c} AS run_{c}" for c in _RUN.split(", "))},
+       {", ".join(f"p.{c} AS phase_{c}" for c in _PHASE.split(", "))},
+       i.id, i.phase_result_id, i.agent_id, i.agent_type, i.model, i.finish_reason,
        i.input_tokens, i.output_tokens, i.cost_usd,
        (SELECT count(*) FROM agent.agent_steps s WHERE s.invocation_id = i.id) AS steps,
        (SELECT count(*) FROM agent.tool_calls t WHERE t.invocation_id = i.id) AS tool_calls,
        i.started_at, i.finished_at
-  FROM agent.agent_invocations i
- WHERE i.run_id = $1
- ORDER BY i.started_at, i.id
+  FROM agent.feature_runs r
+  LEFT JOIN agent.phase_results p ON p.run_id = r.id
+  LEFT JOIN agent.agent_invocations i ON i.phase_result_id = p.id AND i.run_id = r.id
+ WHERE r.id = $1
+ ORDER BY p.started_at, p.attempt, p.id, i.started_at, i.id
 """
+
+_INVOCATION = tuple(f.name for f in dataclasses.fields(InvocationSummary))
 
 
 async def timeline(run_id: uuid.UUID, *, conn: asyncpg.Connection | None = None) -> Timeline:
     """The run, its phase attempts in order, and each attempt's invocations with token,
-    cost, step and tool-call counts - three indexed queries."""
-    async with db.connection(conn) as c:
-        run_row = await c.fetchrow(f"SELECT {_RUN} FROM agent.feature_runs WHERE id = $1", run_id)
-        if run_row is None:
-            raise NotFound(f"no feature run {run_id}")
-        phase_rows = await c.fetch(
-            f"SELECT {_PHASE} FROM agent.phase_results WHERE run_id = $1 "
-            "ORDER BY started_at, attempt",
-            run_id,
-        )
-        invocation_rows = await c.fetch(TIMELINE_INVOCATIONS, run_id)
-    phases = {r["id"]: PhaseTimeline(_phase(r)) for r in phase_rows}
-    for r in invocation_rows:
-        phases[r["phase_result_id"]].invocations.append(InvocationSummary(**dict(r)))
-    return Timeline(_run(run_row), list(phases.values()))
+    cost, step and tool-call counts. One statement, so it is one consistent moment even
+    while workers add attempts and invocations."""
+    rows = await db.fetch(TIMELINE, run_id, conn=conn)
+    if not rows:
+        raise NotFound(f"no feature run {run_id}")
+    run = _run({c: rows[0][f"run_{c}"] for c in _RUN.split(", ")})
+    phases: dict[uuid.UUID, PhaseTimeline] = {}
+    for r in rows:
+        if r["phase_id"] is None:
+            continue
+        if r["phase_id"] not in phases:
+            phases[r["phase_id"]] = PhaseTimeline(
+                _phase({c: r[f"phase_{c}"] for c in _PHASE.split(", ")})
+            )
+        if r["id"] is not None:
+            phases[r["phase_id"]].invocations.append(
+                InvocationSummary(**{c: r[c] for c in _INVOCATION})
+            )
+    return Timeline(run, list(phases.values()))

@@ -23,7 +23,7 @@ import asyncpg
 
 from agent_app import db
 from agent_app.enums import SandboxSourceType, SandboxStatus, SnapshotStatus, WorkspaceStatus
-from agent_app.errors import NotFound, RuleViolation, translate
+from agent_app.errors import NotFound, RuleViolation
 
 
 class WorkspaceConflict(RuleViolation):
@@ -175,12 +175,12 @@ async def delete_snapshot(
     snapshot_id: uuid.UUID, *, conn: asyncpg.Connection | None = None
 ) -> Snapshot:
     """Mark a snapshot deleted (the row stays: sandboxes built from it still point at it)."""
-    async with db.connection(conn) as c:
-        row = await c.fetchrow(
-            "UPDATE agent.sandbox_snapshots SET status = 'deleted', deleted_at = now() "
-            f"WHERE id = $1 AND status <> 'deleted' RETURNING {_SNAPSHOT}",
-            snapshot_id,
-        )
+    row = await db.fetchrow(
+        "UPDATE agent.sandbox_snapshots SET status = 'deleted', deleted_at = now() "
+        f"WHERE id = $1 AND status <> 'deleted' RETURNING {_SNAPSHOT}",
+        snapshot_id,
+        conn=conn,
+    )
     if row is None:
         raise NotFound(f"no undeleted snapshot {snapshot_id}")
     return _snapshot(row)
@@ -195,40 +195,47 @@ async def allocate_workspace(
     sandbox_id: uuid.UUID | None = None,
     conn: asyncpg.Connection | None = None,
 ) -> Workspace:
-    """Give the agent an active workspace; see the module docstring for conflicts."""
-    async with db.connection(conn) as c:
-        try:
-            row = await c.fetchrow(
-                "INSERT INTO agent.workspaces (agent_id, sandbox_id, worktree_path, branch_name, "
-                f"base_ref) VALUES ($1, $2, $3, $4, $5) RETURNING {_WORKSPACE}",
-                agent_id,
-                sandbox_id,
-                worktree_path,
-                branch_name,
-                base_ref,
-            )
-        except asyncpg.UniqueViolationError as e:
-            column, value = (
-                ("worktree_path", worktree_path)
-                if e.constraint_name == "workspaces_active_path_key"
-                else ("branch_name", branch_name)
-            )
-            holder = await c.fetchrow(
-                "SELECT id, agent_id FROM agent.workspaces WHERE status = 'active' "
-                f"AND sandbox_id IS NOT DISTINCT FROM $1 AND {column} = $2",
-                sandbox_id,
-                value,
-            )
-            where = f"sandbox {sandbox_id}" if sandbox_id else "no sandbox"
-            held = f" by workspace {holder['id']} of agent {holder['agent_id']}" if holder else ""
-            raise WorkspaceConflict(
-                e.constraint_name or "workspaces_active",
-                f"{e.constraint_name}: {column} {value!r} in {where} is already active{held}",
-                table="workspaces",
-            ) from e
-        except asyncpg.PostgresError as e:
-            raise translate(e) from e
+    """Give the agent an active workspace; see the module docstring for conflicts.
+    Inside a caller's transaction a conflict leaves that transaction usable."""
+    try:
+        row = await db.fetchrow(
+            "INSERT INTO agent.workspaces (agent_id, sandbox_id, worktree_path, branch_name, "
+            f"base_ref) VALUES ($1, $2, $3, $4, $5) RETURNING {_WORKSPACE}",
+            agent_id,
+            sandbox_id,
+            worktree_path,
+            branch_name,
+            base_ref,
+            conn=conn,
+        )
+    except RuleViolation as e:
+        if e.rule not in _ACTIVE_KEYS:
+            raise
+        column, value = _ACTIVE_KEYS[e.rule], worktree_path
+        if column == "branch_name":
+            value = branch_name
+        # The failed INSERT ran in its own savepoint: this connection is still usable.
+        holder = await db.fetchrow(
+            "SELECT id, agent_id FROM agent.workspaces WHERE status = 'active' "
+            f"AND sandbox_id IS NOT DISTINCT FROM $1 AND {column} = $2",
+            sandbox_id,
+            value,
+            conn=conn,
+        )
+        where = f"sandbox {sandbox_id}" if sandbox_id else "no sandbox"
+        held = f" by workspace {holder['id']} of agent {holder['agent_id']}" if holder else ""
+        raise WorkspaceConflict(
+            e.rule,
+            f"{e.rule}: {column} {value!r} in {where} is already active{held}",
+            table="workspaces",
+        ) from e
     return _workspace(row)
+
+
+_ACTIVE_KEYS = {
+    "workspaces_active_path_key": "worktree_path",
+    "workspaces_active_branch_key": "branch_name",
+}
 
 
 async def release_workspace(
@@ -238,21 +245,23 @@ async def release_workspace(
     conn: asyncpg.Connection | None = None,
 ) -> Workspace:
     """Release an active workspace (its path and branch become free)."""
-    async with db.connection(conn) as c:
-        row = await c.fetchrow(
-            "UPDATE agent.workspaces SET status = 'released', released_at = now(), "
-            "head_commit = coalesce($2, head_commit) "
-            f"WHERE id = $1 AND status = 'active' RETURNING {_WORKSPACE}",
-            workspace_id,
-            head_commit,
+    row = await db.fetchrow(
+        "UPDATE agent.workspaces SET status = 'released', released_at = now(), "
+        "head_commit = coalesce($2, head_commit) "
+        f"WHERE id = $1 AND status = 'active' RETURNING {_WORKSPACE}",
+        workspace_id,
+        head_commit,
+        conn=conn,
+    )
+    if row is None:
+        exists = await db.fetchval(
+            "SELECT 1 FROM agent.workspaces WHERE id = $1", workspace_id, conn=conn
         )
-        if row is None:
-            exists = await c.fetchval("SELECT 1 FROM agent.workspaces WHERE id = $1", workspace_id)
-            if exists is None:
-                raise NotFound(f"no workspace {workspace_id}")
-            raise RuleViolation(
-                "workspace_released",
-                f"workspace_released: workspace {workspace_id} was already released",
-                table="workspaces",
-            )
+        if exists is None:
+            raise NotFound(f"no workspace {workspace_id}")
+        raise RuleViolation(
+            "workspace_released",
+            f"workspace_released: workspace {workspace_id} was already released",
+            table="workspaces",
+        )
     return _workspace(row)
