@@ -16,7 +16,6 @@ What a worker may rely on:
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -27,7 +26,7 @@ from typing import Any
 import asyncpg
 
 from agent_app import db
-from agent_app.errors import AgentAppError, NotFound, translate
+from agent_app.errors import AgentAppError, NotFound, RuleViolation
 
 _COLUMNS = (
     "id, agent_id, sequence, parent_checkpoint_id, state_hash, schema_version, label, created_at"
@@ -93,17 +92,14 @@ async def save(
     text = canonical(state)
     digest = state_hash(text)
     args = (agent_id, text, digest, schema_version, label)
-    async with db.connection(conn) as c:
+    try:
         # Usually one worker saves for an agent: one statement, one round trip.
-        try:
-            async with c.transaction() if c.is_in_transaction() else contextlib.nullcontext():
-                row = await c.fetchrow(SAVE, *args)
-        except asyncpg.IntegrityConstraintViolationError as e:
-            if e.constraint_name not in _LOST_RACE:
-                raise translate(e) from e
-            row = await _save_in_turn(c, agent_id, args)
-        except asyncpg.PostgresError as e:
-            raise translate(e) from e
+        row = await db.fetchrow(SAVE, *args, conn=conn)
+    except RuleViolation as e:
+        if e.rule not in _LOST_RACE:
+            raise
+        row = await db.run(lambda c: _save_in_turn(c, agent_id, args), conn)
+    assert row is not None  # SAVE returns the checkpoint holding the state either way
     return Checkpoint(**dict(row), state=state)
 
 
@@ -113,18 +109,16 @@ _LOST_RACE = ("checkpoints_agent_sequence_key", "checkpoint_sequence_increasing"
 async def _save_in_turn(
     c: asyncpg.Connection, agent_id: uuid.UUID, args: tuple[Any, ...]
 ) -> asyncpg.Record:
-    """Save behind the agent's advisory lock. Savers on the lock-free first try can still
-    take a number first, each at most once, so a few tries under the lock always win."""
+    """Save behind the agent's advisory lock (in :func:`db.run`'s transaction). Savers on
+    the lock-free first try can still take a number first, each at most once, so a few
+    tries under the lock always win."""
+    await c.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", str(agent_id))
     for _ in range(50):
         try:
-            async with c.transaction():
-                await c.execute(
-                    "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", str(agent_id)
-                )
-                return await c.fetchrow(SAVE, *args)
-        except asyncpg.IntegrityConstraintViolationError as e:
-            if e.constraint_name not in _LOST_RACE:
-                raise translate(e) from e
+            return await db.fetchrow(SAVE, *args, conn=c)
+        except RuleViolation as e:
+            if e.rule not in _LOST_RACE:
+                raise
     raise AgentAppError(
         f"checkpoint_contention: agent {agent_id} kept losing the race for a number",
         rule="checkpoint_contention",
@@ -135,12 +129,12 @@ async def load_latest(
     agent_id: uuid.UUID, *, conn: asyncpg.Connection | None = None
 ) -> Checkpoint | None:
     """The agent's newest checkpoint with its state, or None if it has none."""
-    async with db.connection(conn) as c:
-        row = await c.fetchrow(
-            f"SELECT {_COLUMNS}, state_snapshot::text AS state FROM agent.checkpoints "
-            "WHERE agent_id = $1 ORDER BY sequence DESC LIMIT 1",
-            agent_id,
-        )
+    row = await db.fetchrow(
+        f"SELECT {_COLUMNS}, state_snapshot::text AS state FROM agent.checkpoints "
+        "WHERE agent_id = $1 ORDER BY sequence DESC LIMIT 1",
+        agent_id,
+        conn=conn,
+    )
     if row is None:
         return None
     values = dict(row)
@@ -158,14 +152,14 @@ async def history(
 ) -> list[Checkpoint]:
     """Checkpoints newest first; page with ``before_sequence``."""
     state = ", state_snapshot::text AS state" if with_state else ""
-    async with db.connection(conn) as c:
-        rows = await c.fetch(
-            f"SELECT {_COLUMNS}{state} FROM agent.checkpoints WHERE agent_id = $1 "
-            "AND ($2::int IS NULL OR sequence < $2) ORDER BY sequence DESC LIMIT $3",
-            agent_id,
-            before_sequence,
-            limit,
-        )
+    rows = await db.fetch(
+        f"SELECT {_COLUMNS}{state} FROM agent.checkpoints WHERE agent_id = $1 "
+        "AND ($2::int IS NULL OR sequence < $2) ORDER BY sequence DESC LIMIT $3",
+        agent_id,
+        before_sequence,
+        limit,
+        conn=conn,
+    )
     out = []
     for r in rows:
         values = dict(r)
@@ -198,12 +192,15 @@ async def prune(
     keep_last: int | None = None,
     older_than: dt.timedelta | None = None,
     batch_size: int = 1000,
+    conn: asyncpg.Connection | None = None,
 ) -> int:
     """Delete checkpoints that are neither among an agent's ``keep_last`` newest nor
     younger than ``older_than`` (give one or both; with both, a checkpoint is deleted only
     if it is outside both). One agent, or all. Returns how many were deleted.
 
-    Runs on its own connection in batches of ``batch_size``, each committed on its own.
+    Runs in batches of ``batch_size``, each its own short transaction - or, inside a
+    caller's transaction (``conn``, or Piccolo's ``DB.transaction()``), each a statement
+    of that transaction, committed with it.
     """
     if keep_last is None and older_than is None:
         raise AgentAppError("prune_needs_a_rule: give keep_last, older_than or both",
@@ -213,8 +210,9 @@ async def prune(
                             rule="prune_keep_last")  # fmt: skip
     deleted = 0
     while True:
-        async with db.connection() as c:
-            status = await c.execute(PRUNE_BATCH, agent_id, keep_last, older_than, batch_size)
+        status = await db.execute(
+            PRUNE_BATCH, agent_id, keep_last, older_than, batch_size, conn=conn
+        )
         n = int(status.split()[-1])
         deleted += n
         if n < batch_size:
@@ -222,12 +220,11 @@ async def prune(
 
 
 async def get(checkpoint_id: uuid.UUID, *, conn: asyncpg.Connection | None = None) -> Checkpoint:
-    async with db.connection(conn) as c:
-        row = await c.fetchrow(
-            f"SELECT {_COLUMNS}, state_snapshot::text AS state FROM agent.checkpoints "
-            "WHERE id = $1",
-            checkpoint_id,
-        )
+    row = await db.fetchrow(
+        f"SELECT {_COLUMNS}, state_snapshot::text AS state FROM agent.checkpoints WHERE id = $1",
+        checkpoint_id,
+        conn=conn,
+    )
     if row is None:
         raise NotFound(f"no checkpoint {checkpoint_id}")
     values = dict(row)

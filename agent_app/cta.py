@@ -26,7 +26,7 @@ import asyncpg
 
 from agent_app import db
 from agent_app.enums import CtaKind, FeaturePhase
-from agent_app.errors import AgentAppError, NotFound, RuleViolation, translate
+from agent_app.errors import AgentAppError, NotFound, RuleViolation
 
 CHANNEL = "agent_cta"
 
@@ -99,8 +99,9 @@ async def ask(
 
 
 async def get(cta_id: uuid.UUID, *, conn: asyncpg.Connection | None = None) -> Question:
-    async with db.connection(conn) as c:
-        row = await c.fetchrow(f"SELECT {_COLUMNS} FROM agent.cta_events WHERE id = $1", cta_id)
+    row = await db.fetchrow(
+        f"SELECT {_COLUMNS} FROM agent.cta_events WHERE id = $1", cta_id, conn=conn
+    )
     if row is None:
         raise NotFound(f"no question {cta_id}")
     return _question(row)
@@ -115,32 +116,35 @@ async def answer(
 ) -> Question:
     """Answer a question: ``True``/``False`` for an approval, a string for text, one of the
     options for a choice. Refused (nothing changes) if it was answered or has expired."""
-    async with db.connection(conn) as c:
-        kind = await c.fetchval("SELECT kind FROM agent.cta_events WHERE id = $1", cta_id)
-        if kind is None:
-            raise NotFound(f"no question {cta_id}")
-        expected = {"approval": bool, "text": str}.get(kind)
-        if expected is not None and not isinstance(response, expected):
-            raise RuleViolation(
-                "cta_response_type",
-                f"cta_response_type: a {kind} question takes a {expected.__name__}, "
-                f"got {response!r}",
-            )
-        try:
-            row = await c.fetchrow(
-                "UPDATE agent.cta_events SET response = $2::jsonb, responded_by = $3, "
-                f"responded_at = now() WHERE id = $1 RETURNING {_COLUMNS}",
-                cta_id,
-                db.dumps(response),
-                responded_by,
-            )
-        except asyncpg.PostgresError as e:
-            raise translate(e) from e
+    kind = await db.fetchval("SELECT kind FROM agent.cta_events WHERE id = $1", cta_id, conn=conn)
+    if kind is None:
+        raise NotFound(f"no question {cta_id}")
+    expected = {"approval": bool, "text": str}.get(kind)
+    if expected is not None and not isinstance(response, expected):
+        raise RuleViolation(
+            "cta_response_type",
+            f"cta_response_type: a {kind} question takes a {expected.__name__}, got {response!r}",
+        )
+    # The database refuses a second answer, a late one and a choice not offered.
+    row = await db.fetchrow(
+        "UPDATE agent.cta_events SET response = $2::jsonb, responded_by = $3, "
+        f"responded_at = now() WHERE id = $1 RETURNING {_COLUMNS}",
+        cta_id,
+        db.dumps(response),
+        responded_by,
+        conn=conn,
+    )
     return _question(row)
 
 
-async def wait(cta_id: uuid.UUID, timeout: float) -> Question:
-    """Wait up to ``timeout`` seconds for the answer; see the module docstring."""
+async def wait(
+    cta_id: uuid.UUID, timeout: float, *, conn: asyncpg.Connection | None = None
+) -> Question:
+    """Wait up to ``timeout`` seconds for the answer; see the module docstring. It reads
+    the question on ``conn`` (or the Piccolo transaction in progress): inside a caller's
+    transaction, an answer committed by others is seen only under READ COMMITTED, and a
+    :class:`CtaTimeout` leaves that transaction usable. It listens on a connection of
+    its own."""
     woken = asyncio.Event()
 
     def on_notify(_c: object, _pid: int, _channel: str, payload: str) -> None:
@@ -153,7 +157,7 @@ async def wait(cta_id: uuid.UUID, timeout: float) -> Question:
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
             woken.clear()
-            question = await get(cta_id)
+            question = await get(cta_id, conn=conn)
             if question.answered:
                 return question
             now = dt.datetime.now(dt.UTC)
@@ -175,12 +179,12 @@ async def wait(cta_id: uuid.UUID, timeout: float) -> Question:
 async def expire(*, run_id: uuid.UUID | None = None, conn: asyncpg.Connection | None = None) -> int:
     """Close every unanswered, unexpired question (of one run, or all) now; waiters wake
     and get ``cta_expired``. Returns how many were closed."""
-    async with db.connection(conn) as c:
-        rows = await c.fetch(
-            "UPDATE agent.cta_events SET expires_at = now() "
-            "WHERE responded_at IS NULL AND (expires_at IS NULL OR expires_at > now()) "
-            "AND ($1::uuid IS NULL OR run_id = $1) "
-            f"RETURNING id, pg_notify('{CHANNEL}', id::text)",
-            run_id,
-        )
+    rows = await db.fetch(
+        "UPDATE agent.cta_events SET expires_at = now() "
+        "WHERE responded_at IS NULL AND (expires_at IS NULL OR expires_at > now()) "
+        "AND ($1::uuid IS NULL OR run_id = $1) "
+        f"RETURNING id, pg_notify('{CHANNEL}', id::text)",
+        run_id,
+        conn=conn,
+    )
     return len(rows)

@@ -91,14 +91,14 @@ async def query(
     conn: asyncpg.Connection | None = None,
 ) -> list[Memory]:
     """A run's memories, newest first, filtered by phase, kind, and tags (any / all)."""
-    async with db.connection(conn) as c:
-        rows = await c.fetch(
-            QUERY,
-            run_id,
-            None if phases is None else [FeaturePhase(p).value for p in phases],
-            None if kinds is None else [MemoryKind(k).value for k in kinds],
-            None if any_tags is None else list(any_tags),
-            None if all_tags is None else list(all_tags),
-            limit,
-        )
+    rows = await db.fetch(
+        QUERY,
+        run_id,
+        None if phases is None else [FeaturePhase(p).value for p in phases],
+        None if kinds is None else [MemoryKind(k).value for k in kinds],
+        None if any_tags is None else list(any_tags),
+        None if all_tags is None else list(all_tags),
+        limit,
+        conn=conn,
+    )
     return [_memory(r) for r in rows]

@@ -29,7 +29,7 @@ import asyncpg
 
 from agent_app import db
 from agent_app.enums import AgentType, FinishReason, ToolOutputType
-from agent_app.errors import NotFound, RuleViolation, translate
+from agent_app.errors import NotFound, RuleViolation
 
 
 @dataclass(frozen=True)
@@ -178,8 +178,7 @@ async def rollup_usage(
 ) -> tuple[int, int, Decimal]:
     """Set the invocation's tokens and cost to the sum over its steps (unreported counts
     add nothing). Returns ``(input_tokens, output_tokens, cost_usd)``."""
-    async with db.connection(conn) as c:
-        row = await c.fetchrow(ROLLUP, invocation_id)
+    row = await db.fetchrow(ROLLUP, invocation_id, conn=conn)
     if row is None:
         raise NotFound(f"no invocation {invocation_id}")
     return row["input_tokens"], row["output_tokens"], row["cost_usd"]
@@ -242,37 +241,31 @@ async def record_step(step: StepIn, *, conn: asyncpg.Connection | None = None) -
     _check_step(step)
     step_id = uuid.uuid4()
     calls = step.tool_calls
-    async with db.connection(conn) as c:
-        try:
-            await c.execute(
-                RECORD_STEP,
-                step_id,
-                step.invocation_id,
-                step.step_number,
-                FinishReason(step.finish_reason).value,
-                step.raw_finish_reason,
-                step.text,
-                step.reasoning,
-                step.input_tokens,
-                step.output_tokens,
-                step.cached_input_tokens,
-                step.reasoning_tokens,
-                step.cost_usd,
-                _json(step.response_metadata),
-                step.started_at,
-                step.finished_at,
-                [t.tool_call_id for t in calls],
-                [t.tool_name for t in calls],
-                [db.dumps({} if t.input is None else t.input) for t in calls],
-                [t.provider_executed for t in calls],
-                [
-                    None if t.output_type is None else ToolOutputType(t.output_type).value
-                    for t in calls
-                ],
-                [_json(t.output) for t in calls],
-            )
-        except asyncpg.PostgresError as e:
-            raise translate(e) from e
+    await db.execute(
+        RECORD_STEP,
+        step_id,
+        step.invocation_id,
+        step.step_number,
+        FinishReason(step.finish_reason).value,
+        step.raw_finish_reason,
+        step.text,
+        step.reasoning,
+        step.input_tokens,
+        step.output_tokens,
+        step.cached_input_tokens,
+        step.reasoning_tokens,
+        step.cost_usd,
+        _json(step.response_metadata),
+        step.started_at,
+        step.finished_at,
+        [t.tool_call_id for t in calls],
+        [t.tool_name for t in calls],
+        [db.dumps({} if t.input is None else t.input) for t in calls],
+        [t.provider_executed for t in calls],
+        [None if t.output_type is None else ToolOutputType(t.output_type).value for t in calls],
+        [_json(t.output) for t in calls],
+        conn=conn,
+    )
     return step_id
 
 
@@ -289,22 +282,22 @@ async def record_tool_result(
     """Attach a result to its call. Refused if the call does not exist
     (``tool_call_missing``) or already has a result (``tool_result_once``)."""
     _check_result(result)
-    async with db.connection(conn) as c:
-        row_id = await c.fetchval(
-            RECORD_RESULT,
-            result.invocation_id,
-            result.tool_call_id,
-            ToolOutputType(result.output_type).value,
-            _json(result.output),
-        )
-        if row_id is not None:
-            return row_id
-        exists = await c.fetchval(
-            "SELECT output_type FROM agent.tool_calls "
-            "WHERE invocation_id = $1 AND tool_call_id = $2",
-            result.invocation_id,
-            result.tool_call_id,
-        )
+    row_id = await db.fetchval(
+        RECORD_RESULT,
+        result.invocation_id,
+        result.tool_call_id,
+        ToolOutputType(result.output_type).value,
+        _json(result.output),
+        conn=conn,
+    )
+    if row_id is not None:
+        return row_id
+    exists = await db.fetchval(
+        "SELECT output_type FROM agent.tool_calls WHERE invocation_id = $1 AND tool_call_id = $2",
+        result.invocation_id,
+        result.tool_call_id,
+        conn=conn,
+    )
     if exists is None:
         raise _bad(
             "tool_call_missing",
@@ -441,34 +434,31 @@ async def ingest(
                         f"row {i} (tool result): ",
                         f"tool call {r.tool_call_id!r} already has a result",
                     )
-        try:
-            if step_records:
-                await c.copy_records_to_table(
-                    "agent_steps", schema_name="agent", columns=STEP_COLUMNS, records=step_records
+        if step_records:
+            await c.copy_records_to_table(
+                "agent_steps", schema_name="agent", columns=STEP_COLUMNS, records=step_records
+            )
+        if call_records:
+            await c.copy_records_to_table(
+                "tool_calls",
+                schema_name="agent",
+                columns=TOOL_CALL_COLUMNS,
+                records=call_records,
+            )
+        applied = 0
+        if results:
+            rows = await c.fetch(
+                APPLY_RESULTS,
+                [r.invocation_id for r in results],
+                [r.tool_call_id for r in results],
+                [ToolOutputType(r.output_type).value for r in results],
+                [_json(r.output) for r in results],
+            )
+            applied = len(rows)
+            if applied != len(results):
+                raise _bad(
+                    "tool_result_once",
+                    "",
+                    f"{len(results) - applied} result(s) matched no open call",
                 )
-            if call_records:
-                await c.copy_records_to_table(
-                    "tool_calls",
-                    schema_name="agent",
-                    columns=TOOL_CALL_COLUMNS,
-                    records=call_records,
-                )
-            applied = 0
-            if results:
-                rows = await c.fetch(
-                    APPLY_RESULTS,
-                    [r.invocation_id for r in results],
-                    [r.tool_call_id for r in results],
-                    [ToolOutputType(r.output_type).value for r in results],
-                    [_json(r.output) for r in results],
-                )
-                applied = len(rows)
-                if applied != len(results):
-                    raise _bad(
-                        "tool_result_once",
-                        "",
-                        f"{len(results) - applied} result(s) matched no open call",
-                    )
-        except asyncpg.PostgresError as e:
-            raise translate(e) from e
     return Ingested(len(step_records), len(call_records), applied)
