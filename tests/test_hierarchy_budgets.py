@@ -22,6 +22,7 @@ from agent_app.tables import MAX_AGENT_DEPTH
 from tests.rules import snapshot
 
 T, C = BudgetResource.tokens, BudgetResource.cost_usd
+TREE_TABLES = ("agents", "hierarchies", "budgets", "messages")
 
 
 async def books(agent_id: uuid.UUID, resource: BudgetResource = T) -> tuple[Decimal, ...]:
@@ -31,11 +32,11 @@ async def books(agent_id: uuid.UUID, resource: BudgetResource = T) -> tuple[Deci
 
 async def unchanged_by(coro: object, error: type[Exception]) -> Exception:
     async with db.connection() as c:
-        before = await snapshot(c)
+        before = await snapshot(c, *TREE_TABLES)
     with pytest.raises(error) as err:
         await coro  # type: ignore[misc]
     async with db.connection() as c:
-        assert await snapshot(c) == before
+        assert await snapshot(c, *TREE_TABLES) == before
     return err.value
 
 

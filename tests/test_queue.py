@@ -232,7 +232,7 @@ async def test_lease_checks_change_nothing_when_refused() -> None:
     await queue.send_many([queue.Outgoing(r, "k")] * 2)
     mine = await queue.claim("me", [r], limit=2)
     async with db.connection() as c:
-        before = await snapshot(c)
+        before = await snapshot(c, "messages")
     stolen = [mine[0], dataclasses.replace(mine[1], attempts=7)]
     for op in (
         queue.ack(stolen, "me"),
@@ -244,7 +244,7 @@ async def test_lease_checks_change_nothing_when_refused() -> None:
         with pytest.raises(LeaseLost):
             await op
     async with db.connection() as c:
-        assert await snapshot(c) == before
+        assert await snapshot(c, "messages") == before
         # Inside the caller's own transaction, a refusal leaves that transaction usable.
         async with c.transaction():
             with pytest.raises(LeaseLost):

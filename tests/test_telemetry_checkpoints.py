@@ -240,12 +240,12 @@ async def test_cta_answer_once_choice_and_types() -> None:
     answered = await cta.answer(q.id, "b", responded_by="ana")
     assert answered.response == "b" and answered.responded_by == "ana"
     async with db.connection() as c:
-        before = await snapshot(c)
+        before = await snapshot(c, "cta_events")
     with pytest.raises(RuleViolation) as again:
         await cta.answer(q.id, "a")
     assert again.value.rule == "cta_answered_once"
     async with db.connection() as c:
-        assert await snapshot(c) == before
+        assert await snapshot(c, "cta_events") == before
     approval = await cta.ask(run.id, CtaKind.approval, "merge?")
     with pytest.raises(RuleViolation) as typed:
         await cta.answer(approval.id, "yes")
