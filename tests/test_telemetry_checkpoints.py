@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import time
 import uuid
 from decimal import Decimal
 
@@ -179,11 +178,9 @@ async def test_prune_over_100k_checkpoints_keeps_exactly_what_it_should() -> Non
             "FROM unnest($1::uuid[]) a, generate_series($2::int, $3::int) s"
         )
         await c.execute(fill, agents, 1, 10000)
-    started = time.perf_counter()
     deleted = await checkpoints.prune(
         keep_last=7000, older_than=dt.timedelta(days=1), batch_size=5000
     )
-    elapsed = time.perf_counter() - started
     # Deleted: outside the newest 7,000 AND older than a day -> sequences 1..3000 per agent.
     assert deleted == 10 * 3000
     async with db.connection() as c:
@@ -199,7 +196,6 @@ async def test_prune_over_100k_checkpoints_keeps_exactly_what_it_should() -> Non
     assert [c.sequence for c in await checkpoints.history(agents[0], limit=100)] == list(
         range(10000, 9990, -1)
     )
-    assert elapsed < 120
 
 
 async def test_memory_add_and_query_by_phase_kind_and_tags() -> None:
@@ -272,18 +268,31 @@ async def test_two_answers_at_once_exactly_one_wins() -> None:
 async def test_a_waiter_wakes_on_the_answer_and_times_out_cleanly() -> None:
     run = await runs.create_run("t", "r", "u")
     q = await cta.ask(run.id, CtaKind.approval, "ship it?")
-    waiter = asyncio.create_task(cta.wait(q.id, timeout=30))
-    await asyncio.sleep(0.3)
-    answered_at = time.monotonic()
+    listening = await listeners(cta.CHANNEL)
+    # An hour's timeout and no polling: only the answer's notification can end the wait.
+    waiter = asyncio.create_task(cta.wait(q.id, timeout=3600))
+    while await listeners(cta.CHANNEL) == listening:  # the waiter is listening
+        assert not waiter.done(), waiter
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.1)  # (usually) past its first look, waiting to be woken
     await cta.answer(q.id, True, responded_by="boss")
-    result = await asyncio.wait_for(waiter, 5)
-    assert result.response is True and time.monotonic() - answered_at < 0.5
+    result = await asyncio.wait_for(waiter, 60)  # hang guard
+    assert result.response is True and result.responded_by == "boss"
 
     quiet = await cta.ask(run.id, CtaKind.text, "anyone?")
-    started = time.monotonic()
+    started = await db.fetchval("SELECT clock_timestamp()")
     with pytest.raises(cta.CtaTimeout):
         await cta.wait(quiet.id, timeout=0.4)
-    assert 0.35 < time.monotonic() - started < 2
+    # It waited its timeout out (by the database's clock), and nothing answered.
+    assert await db.fetchval("SELECT clock_timestamp()") - started >= dt.timedelta(seconds=0.4)
+    assert not (await cta.get(quiet.id)).answered
+
+
+async def listeners(channel: str) -> int:
+    """Sessions whose last statement was LISTEN on ``channel``."""
+    return await db.fetchval(
+        "SELECT count(*) FROM pg_stat_activity WHERE query ILIKE $1", f"LISTEN %{channel}%"
+    )
 
 
 async def test_expiry_refuses_late_answers_and_wakes_waiters() -> None:
