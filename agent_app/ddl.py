@@ -6,6 +6,8 @@ of triggers. This module gives them a single declaration in code:
 * :class:`Index` - attached to a Table class as ``_indexes``; the frozen raw
   migrations create them and ``schema_check`` compares them with the live
   database, printing the SQL that would fix a drift.
+* ``_storage`` - a Table's storage parameters (``ALTER TABLE ... SET (...)``), such as
+  per-table autovacuum settings: :func:`table_storage`, :func:`storage_sql`.
 * :func:`enum_check` - the CHECK that makes an enum column refuse any value
   outside its Python enum. The condition is generated from the enum, so the
   two cannot disagree at the time a migration is written; ``schema_check``
@@ -105,3 +107,20 @@ def table_comment(table: type[Table]) -> str:
 
 def comment_sql(table: type[Table]) -> str:
     return f"COMMENT ON TABLE {qualified(table)} IS {sql_literal(table_comment(table))};"
+
+
+def table_storage(table: type[Table]) -> dict[str, str]:
+    """The storage parameters declared on ``table`` (its ``_storage`` attribute), as
+    PostgreSQL lists them in ``pg_class.reloptions`` (``name=value``)."""
+    return dict(getattr(table, "_storage", {}))
+
+
+def storage_sql(table: type[Table]) -> str:
+    """``ALTER TABLE ... SET (...)`` giving ``table`` its declared storage parameters."""
+    options = ", ".join(f"{k} = {v}" for k, v in table_storage(table).items())
+    return f"ALTER TABLE {qualified(table)} SET ({options});"
+
+
+def storage_reset_sql(table: type[Table], names: list[str]) -> str:
+    """``ALTER TABLE ... RESET (...)``: back to the server's settings for ``names``."""
+    return f"ALTER TABLE {qualified(table)} RESET ({', '.join(names)});"

@@ -143,6 +143,11 @@ def _send_sql(varying: tuple[bool, ...]) -> str:
 # exactly the rows it claims: no better message is held back from a concurrent claimer.
 # The recipient test is filled in per call: "= $1" (an ordered scan of the partial claim
 # index) for one recipient, "= ANY($1)" (a sort of their pending rows) for several.
+# Both UPDATEs find their rows by "id = ANY(ARRAY(subquery))": a primary-key lookup of
+# the ids the subquery locked, whatever the planner guesses. (With "FROM chosen WHERE
+# m.id = chosen.id", the generic plan that asyncpg's prepared statement settles on after
+# five calls guesses LIMIT $2 at 10% of the table and hash-joins a sequential scan of
+# all of it: 20-60 ms per claim once the table has worked for a while.)
 _CLAIM = """
 WITH requeued AS (
     UPDATE agent.messages
@@ -152,9 +157,9 @@ WITH requeued AS (
                              THEN 'lease expired on the last attempt (held by ' || claimed_by || ')'
                              ELSE 'lease expired (held by ' || claimed_by || ')' END,
            lease_expires_at = NULL, claimed_by = NULL, claimed_at = NULL, available_at = now()
-     WHERE id IN (SELECT id FROM agent.messages
-                   WHERE status = 'claimed' AND lease_expires_at < now() AND {recipients}
-                     FOR UPDATE SKIP LOCKED)
+     WHERE id = ANY(ARRAY(SELECT id FROM agent.messages
+                           WHERE status = 'claimed' AND lease_expires_at < now() AND {recipients}
+                             FOR UPDATE SKIP LOCKED))
     RETURNING CASE WHEN status = 'pending'
                    THEN pg_notify('agent_messages', recipient_id::text) END
 ), chosen AS (
@@ -167,8 +172,7 @@ WITH requeued AS (
 UPDATE agent.messages AS m
    SET status = 'claimed', attempts = m.attempts + 1, claimed_by = $3, claimed_at = now(),
        lease_expires_at = now() + $4::interval
-  FROM chosen
- WHERE m.id = chosen.id
+ WHERE m.id = ANY(ARRAY(SELECT id FROM chosen))
 RETURNING m.id, m.recipient_id, m.sender_id, m.run_id, m.kind, m.payload::text AS payload,
           m.priority, m.attempts, m.max_attempts, m.claimed_by, m.lease_expires_at,
           m.created_at, m.last_error

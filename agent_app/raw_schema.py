@@ -19,7 +19,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent_app import transitions
-from agent_app.ddl import SCHEMA, comment_sql, qualified, sql_list, sql_literal, table_indexes
+from agent_app.ddl import (
+    SCHEMA,
+    comment_sql,
+    qualified,
+    sql_list,
+    sql_literal,
+    storage_reset_sql,
+    storage_sql,
+    table_indexes,
+    table_storage,
+)
 from agent_app.enums import TERMINAL_AGENT_STATUSES
 from agent_app.tables import TABLES
 
@@ -657,12 +667,14 @@ def forwards_statements() -> list[str]:
     parts += [f.create_sql() for f in FUNCTIONS]
     parts += [t.create_sql() for t in TRIGGERS]
     parts += [comment_sql(t) for t in TABLES]
+    parts += [storage_sql(t) for t in TABLES if table_storage(t)]
     return parts
 
 
 def backwards_statements() -> list[str]:
     """Undo :func:`forwards_statements`, in reverse order."""
-    parts = [t.drop_sql() for t in reversed(TRIGGERS)]
+    parts = [storage_reset_sql(t, list(table_storage(t))) for t in TABLES if table_storage(t)]
+    parts += [t.drop_sql() for t in reversed(TRIGGERS)]
     parts += [f.drop_sql() for f in reversed(FUNCTIONS)]
     parts += [c.drop_sql() for c in reversed(CONSTRAINTS)]
     parts += [i.drop_sql() for t in reversed(TABLES) for i in reversed(table_indexes(t))]

@@ -31,7 +31,16 @@ from piccolo.columns.base import OnDelete
 from piccolo.constraints import Check
 from piccolo.table import Table
 
-from agent_app.ddl import SCHEMA, comment_sql, enum_condition, table_comment, table_indexes
+from agent_app.ddl import (
+    SCHEMA,
+    comment_sql,
+    enum_condition,
+    storage_reset_sql,
+    storage_sql,
+    table_comment,
+    table_indexes,
+    table_storage,
+)
 from agent_app.raw_schema import CONSTRAINTS, FUNCTIONS, MESSAGES_IDENTITY, TRIGGERS
 from agent_app.tables import TABLES
 
@@ -132,16 +141,19 @@ class _Catalog:
         self.functions: dict[str, str] = {}
         self.function_config: dict[str, list[str]] = {}
         self.comments: dict[str, str | None] = {}
+        self.storage: dict[str, dict[str, str]] = {}
 
     async def load(self, conn: asyncpg.Connection) -> None:
         for r in await conn.fetch(
-            """SELECT c.relname, c.oid, obj_description(c.oid, 'pg_class') AS comment
+            """SELECT c.relname, c.oid, obj_description(c.oid, 'pg_class') AS comment,
+                      coalesce(c.reloptions, '{}') AS reloptions
                  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                 WHERE n.nspname = $1 AND c.relkind IN ('r', 'p')""",
             SCHEMA,
         ):
             self.tables[r["relname"]] = r["oid"]
             self.comments[r["relname"]] = r["comment"]
+            self.storage[r["relname"]] = dict(o.split("=", 1) for o in r["reloptions"])
             self.columns[r["relname"]] = {}
         for r in await conn.fetch(
             """SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod) AS type,
@@ -397,6 +409,23 @@ async def _check_table(conn: asyncpg.Connection, cat: _Catalog, table: type[Tabl
                     [f"ALTER TABLE {_q(table)} DROP CONSTRAINT {cname};"],
                 )
             )
+
+    # Storage parameters (per-table autovacuum settings).
+    want_storage, live_storage = table_storage(table), cat.storage.get(name, {})
+    if live_storage != want_storage:
+        fix = []
+        if extra := sorted(live_storage.keys() - want_storage.keys()):
+            fix.append(storage_reset_sql(table, extra))
+        if want_storage:
+            fix.append(storage_sql(table))
+        drifts.append(
+            Drift(
+                "storage",
+                name,
+                f"has storage parameters {live_storage}, the code says {want_storage}",
+                fix,
+            )
+        )
 
     # Declared indexes.
     declared = {i.name for i in table_indexes(table)}

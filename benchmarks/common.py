@@ -77,3 +77,17 @@ def table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     line = lambda r: "  ".join(str(c).rjust(w) for c, w in zip(r, widths, strict=True))  # noqa: E731
     return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+def report(path: str | None, rows: list[tuple[str, float, str, bool | None]]) -> None:
+    """Append summary rows (figure, value, target, met?) for ``python -m benchmarks``.
+    ``met`` is None for figures that have no target (references, best cases)."""
+    import json
+
+    for name, value, target, _met in rows:
+        print(f"summary: {name}: {value:.2f} (target {target})")
+    if path:
+        with open(path, "a") as f:
+            for name, value, target, met in rows:
+                f.write(json.dumps({"figure": name, "value": value, "target": target,
+                                    "met": met}) + "\n")  # fmt: skip

@@ -76,6 +76,8 @@ DRIFTS = [
     ),
     ("raw foreign key", "ALTER TABLE agent.tool_calls DROP CONSTRAINT tool_calls_step_same_invocation_fkey", "foreign key", "missing"),
     ("comment", "COMMENT ON TABLE agent.budgets IS 'money'", "comment", "docstring"),
+    ("autovacuum settings lost", "ALTER TABLE agent.messages RESET (autovacuum_vacuum_threshold)", "storage", "autovacuum_vacuum_threshold"),
+    ("extra storage setting", "ALTER TABLE agent.agents SET (fillfactor = 50)", "storage", "fillfactor"),
     ("extra table", "CREATE TABLE agent.scratch (x int)", "table", "scratch"),
 ]  # fmt: skip
 
