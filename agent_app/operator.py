@@ -75,7 +75,7 @@ async def release_lease(message_id: int) -> queue.Message:
             f"message_not_claimed: message {message_id} is {row['status']}, it holds no lease",
             table="messages",
         )
-    held = queue.Message(**{k: row[k] for k in row.keys() if k != "status"})
+    held = queue.Message(**{k: v for k, v in dict(row).items() if k != "status"})
     await queue.release(held, row["claimed_by"])
     return held
 

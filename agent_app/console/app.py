@@ -46,6 +46,7 @@ from agent_app.console.queries import sql
 from agent_app.enums import FeaturePhase, MessageStatus, ToolOutputType
 from agent_app.errors import AgentAppError
 
+NONE = "\u2013"  # an en dash: shown where a value is absent (not reported, not yet)
 PAGE = 50  # rows per list page
 STEPS_PAGE = 50  # steps per trace page
 INVOCATIONS_PAGE = 100  # invocations per run page
@@ -58,7 +59,7 @@ INVOCATIONS_PAGE = 100  # invocations per run page
 
 def num(value: Any) -> str:
     if value is None:
-        return "–"
+        return NONE
     if isinstance(value, Decimal | float):
         if value == value.to_integral_value() if isinstance(value, Decimal) else value.is_integer():
             return f"{int(value):,}"
@@ -68,13 +69,13 @@ def num(value: Any) -> str:
 
 def usd(value: Any) -> str:
     if value is None:
-        return "–"
+        return NONE
     return f"${Decimal(value):,.4f}"
 
 
 def duration(seconds: Any) -> str:
     if seconds is None:
-        return "–"
+        return NONE
     s = float(seconds)
     if s < 1:
         return f"{s * 1000:.0f} ms"
@@ -86,12 +87,12 @@ def duration(seconds: Any) -> str:
 
 
 def when(value: dt.datetime | None) -> str:
-    return "–" if value is None else value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return NONE if value is None else value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def short_json(value: str | None, limit: int = 240) -> str:
     if value is None:
-        return "–"
+        return NONE
     text = json.dumps(json.loads(value), ensure_ascii=False)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -172,7 +173,9 @@ class Pager:
         return f"?{urlencode(params)}"
 
 
-def _back(request: Request, form: Any, notice: str | None = None, error: str | None = None) -> Response:
+def _back(
+    request: Request, form: Any, notice: str | None = None, error: str | None = None
+) -> Response:
     """303 back to the page the form came from (only a page of this console)."""
     root, _ = _roots(request)
     target = str(form.get("next") or "/")
@@ -389,7 +392,5 @@ def create_console(
     )  # fmt: skip
     return Starlette(
         routes=routes,
-        middleware=[
-            Middleware(AuthenticationMiddleware, backend=backend, on_error=_on_auth_error)
-        ],
+        middleware=[Middleware(AuthenticationMiddleware, backend=backend, on_error=_on_auth_error)],
     )
