@@ -289,3 +289,33 @@ async def test_the_admin_home_opens_the_console_and_history_tables_have_no_edit_
     schema = (await client.get("/api/tables/feature_runs/schema/")).json()
     # The admin's lists sort by this unless the operator picks another order.
     assert schema["extra"]["order_by"] == [{"column": "created_at", "ascending": False}]
+
+
+async def test_the_admin_command_says_it_listens_once_it_does(database_url: str) -> None:
+    import asyncio
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "piccolo.main", "agent_app", "admin", f"--port={port}"],
+        cwd=REPO, env={**os.environ, "DATABASE_URL": database_url},
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 120)
+        assert line.startswith(f"agent_app admin listening on http://127.0.0.1:{port}/"), line
+        async with httpx.AsyncClient() as c:  # at once: no retry, no wait
+            assert (await c.get(f"http://127.0.0.1:{port}/public/meta/")).status_code == 200
+    finally:
+        proc.send_signal(signal.SIGINT)
+        await asyncio.to_thread(proc.wait, 60)
