@@ -6,7 +6,8 @@ stays for browsing and editing rows: grouped (pipeline, hierarchy, telemetry), n
 first, readable row names, useful visible columns and filters, enum columns shown as
 choices. History rows (steps, tool calls, checkpoints) are read-only: the API refuses
 writes to them with 405 and the UI shows no add, save or delete buttons for them. The
-closure table is not listed (the run page shows the agent tree). Only logged-in users with ``admin`` set get in (Piccolo's session auth, CSRF
+closure table is not listed (the run page shows the agent tree). Only logged-in users
+with ``admin`` set get in (Piccolo's session auth, CSRF
 enforced, passwords hashed by ``BaseUser``, off the event loop). Logins are throttled
 per account and address, bad list parameters get 400, CSV exports neutralise formulas,
 and ``production`` makes every cookie ``Secure`` (see :mod:`agent_app.admin_security`).

@@ -254,27 +254,6 @@ async def test_answer_redrive_release_and_cancel_change_the_database(
     assert 'data-action="cancel"' not in page  # a run that is over offers no cancel
 
 
-<<<<<<< HEAD
-=======
-async def test_logins_are_rate_limited() -> None:
-    app = create_app()  # its own limiter: this test blocks its address
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://testserver"
-    ) as c:
-        await c.get("/public/meta/")
-        token = c.cookies.get("csrftoken") or ""
-        codes = []
-        for _ in range(22):
-            response = await c.post(
-                "/public/login/",
-                json={"username": "nobody", "password": "guess"},
-                headers={"X-CSRFToken": token},
-            )
-            codes.append(response.status_code)
-    assert set(codes[:20]) <= {401, 403} and codes[-1] == 429, codes
-
-
->>>>>>> 17d446e (Strict simulate CLI (own argv parsing, --name value or --name=value, one-line errors naming the option, runs>=1, workers 1..free connections/3), piccolo agent_app --help, crash cleans up like Ctrl-C (operator.cancel_run closes invocations), quiet second Ctrl-C, runs/s in the summary, admin says it listens once it does)
 async def test_the_admin_home_opens_the_console_and_history_tables_have_no_edit_buttons(
     client: httpx.AsyncClient,
 ) -> None:

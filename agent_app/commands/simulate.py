@@ -81,7 +81,7 @@ async def max_workers() -> int:
     superuser reserve minus the connections open now)."""
     import asyncpg
 
-    conn = await asyncpg.connect(**db.engine().config)
+    conn = await asyncpg.connect(**db.connect_kwargs())
     try:
         free = await conn.fetchval(
             "SELECT current_setting('max_connections')::int "
