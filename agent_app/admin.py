@@ -1,9 +1,13 @@
-"""The operator's view: Piccolo Admin over the fifteen tables.
+"""The operator's view: the console (``/console/``) and Piccolo Admin over the tables.
 
-Grouped (pipeline, hierarchy, telemetry), with readable row names, useful visible
-columns and filters, enum columns shown as choices. History rows (steps, tool calls,
-checkpoints, the closure table) are read-only here: the API refuses writes to them with
-405. Only logged-in users with ``admin`` set get in (Piccolo's session auth, CSRF
+The console (:mod:`agent_app.console`) is the run-centric view and the home page: the
+admin's empty home (``#/``) opens it, and the sidebar links to its pages. Piccolo Admin
+stays for browsing and editing rows: grouped (pipeline, hierarchy, telemetry), newest
+first, readable row names, useful visible columns and filters, enum columns shown as
+choices. History rows (steps, tool calls, checkpoints) are read-only: the API refuses
+writes to them with 405 and the UI shows no add, save or delete buttons for them. The
+closure table is not listed (the run page shows the agent tree). Only logged-in users
+with ``admin`` set get in (Piccolo's session auth, CSRF
 enforced, passwords hashed by ``BaseUser``, off the event loop). Logins are throttled
 per account and address, bad list parameters get 400, CSV exports neutralise formulas,
 and ``production`` makes every cookie ``Secure`` (see :mod:`agent_app.admin_security`).
@@ -11,11 +15,13 @@ and ``production`` makes every cookie ``Secure`` (see :mod:`agent_app.admin_secu
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
 import pydantic
 from piccolo_admin.endpoints import TableConfig, create_admin
+from piccolo_api.crud.endpoints import OrderBy
 from piccolo_api.crud.validators import Validators
 from piccolo_api.fastapi.endpoints import FastAPIWrapper
 from piccolo_api.rate_limiting.middleware import RateLimitProvider
@@ -32,6 +38,7 @@ from agent_app.admin_security import (
     SecureCookies,
     behind_proxies,
 )
+from agent_app.console import create_console
 from agent_app.tables import (
     Agent,
     AgentInvocation,
@@ -40,7 +47,6 @@ from agent_app.tables import (
     Checkpoint,
     CtaEvent,
     FeatureRun,
-    Hierarchy,
     MemoryRecord,
     Message,
     PhaseResult,
@@ -134,58 +140,134 @@ class _NoPiccoloRateLimit(RateLimitProvider):
         return None
 
 
+#: Tables whose rows are history: read-only in the API and without edit buttons in the UI.
+READ_ONLY_TABLES = ("agent_steps", "tool_calls", "checkpoints")
+
+
+def _newest(column: Any) -> list[OrderBy]:
+    return [OrderBy(column, ascending=False)]
+
+
+CONSOLE_LINKS = {
+    "Dashboard": "./console/",
+    "Runs": "./console/runs",
+    "Steps (by run)": "./console/steps",
+    "Tool calls (by run)": "./console/tool-calls",
+    "Budgets (by run)": "./console/budgets",
+    "Messages (by run)": "./console/messages",
+}
+
+# The admin's single page, told: its empty home opens the console's dashboard, a run's
+# page links to the console's run page, read-only tables show no add/save/delete.
+_ADMIN_PAGE_ADDITIONS = r"""
+<style>
+  html.agent-read-only a[href$="/add/"], html.agent-read-only [data-uitest=save_button],
+  html.agent-read-only [data-uitest=delete_row_button] { display: none !important; }
+  #agent-run-link { position: fixed; top: 10px; right: 180px; z-index: 1000; padding: 6px 12px;
+    background: #3056d3; color: #fff; border-radius: 5px; text-decoration: none;
+    font: 14px system-ui, sans-serif; }
+</style>
+<script>
+(function () {
+  var readOnly = %(read_only)s;
+  function mark() {
+    var hash = location.hash || "#/";
+    if (hash === "#/" || hash === "#") { location.replace("./console/"); return; }
+    var table = (hash.match(/^#\/([^/?]+)/) || [])[1] || "";
+    document.documentElement.classList.toggle("agent-read-only", readOnly.indexOf(table) >= 0);
+    var run = hash.match(/^#\/feature_runs\/([0-9a-f-]{36})\//);
+    var link = document.getElementById("agent-run-link");
+    if (!run) { if (link) link.remove(); return; }
+    if (!link) {
+      link = document.createElement("a");
+      link.id = "agent-run-link";
+      document.body.appendChild(link);
+    }
+    link.href = "./console/runs/" + run[1];
+    link.textContent = "Open the run page: trace, agents, budgets \u2192";
+  }
+  // The admin's router moves with history.pushState/replaceState, which fire no event.
+  ["pushState", "replaceState"].forEach(function (name) {
+    var original = history[name];
+    history[name] = function () {
+      var result = original.apply(this, arguments);
+      setTimeout(mark, 0);
+      return result;
+    };
+  });
+  addEventListener("hashchange", mark);
+  addEventListener("popstate", mark);
+  document.addEventListener("DOMContentLoaded", mark);
+  mark();
+})();
+</script>
+"""
+
+
 def table_configs() -> list[TableConfig]:
     return [
-        TableConfig(FeatureRun, menu_group=PIPELINE, validators=CHECKED,
+        TableConfig(FeatureRun, menu_group=PIPELINE,
+                    order_by=_newest(FeatureRun.created_at), validators=CHECKED,
                     link_column=FeatureRun.title,
                     visible_columns=[FeatureRun.title, FeatureRun.current_phase,
                                      FeatureRun.repo_url, FeatureRun.pr_url,
                                      FeatureRun.created_at, FeatureRun.completed_at],
                     visible_filters=[FeatureRun.current_phase, FeatureRun.title,
                                      FeatureRun.sandbox_id]),
-        TableConfig(PhaseResult, menu_group=PIPELINE, validators=CHECKED,
+        TableConfig(PhaseResult, menu_group=PIPELINE,
+                    order_by=_newest(PhaseResult.started_at), validators=CHECKED,
                     visible_columns=[PhaseResult.run_id, PhaseResult.phase, PhaseResult.attempt,
                                      PhaseResult.status, PhaseResult.summary,
                                      PhaseResult.started_at],
                     visible_filters=[PhaseResult.run_id, PhaseResult.phase, PhaseResult.status]),
-        TableConfig(MemoryRecord, menu_group=PIPELINE, validators=CHECKED,
+        TableConfig(MemoryRecord, menu_group=PIPELINE,
+                    order_by=_newest(MemoryRecord.created_at), validators=CHECKED,
                     visible_filters=[MemoryRecord.run_id, MemoryRecord.phase, MemoryRecord.kind]),
-        TableConfig(CtaEvent, menu_group=PIPELINE, validators=CHECKED,
+        TableConfig(CtaEvent, menu_group=PIPELINE,
+                    order_by=_newest(CtaEvent.created_at), validators=CHECKED,
                     visible_filters=[CtaEvent.run_id, CtaEvent.kind, CtaEvent.phase]),
-        TableConfig(Sandbox, menu_group=PIPELINE, validators=CHECKED,
+        TableConfig(Sandbox, menu_group=PIPELINE,
+                    order_by=_newest(Sandbox.created_at), validators=CHECKED,
                     visible_filters=[Sandbox.status, Sandbox.provider, Sandbox.source_type]),
-        TableConfig(SandboxSnapshot, menu_group=PIPELINE, validators=CHECKED,
+        TableConfig(SandboxSnapshot, menu_group=PIPELINE,
+                    order_by=_newest(SandboxSnapshot.created_at), validators=CHECKED,
                     visible_filters=[SandboxSnapshot.sandbox_id, SandboxSnapshot.status]),
-        TableConfig(Agent, menu_group=HIERARCHY, validators=CHECKED, link_column=Agent.name,
+        TableConfig(Agent, menu_group=HIERARCHY,
+                    order_by=_newest(Agent.created_at), validators=CHECKED, link_column=Agent.name,
                     visible_columns=[Agent.name, Agent.agent_type, Agent.status, Agent.depth_level,
                                      Agent.parent_id, Agent.run_id, Agent.created_at],
                     visible_filters=[Agent.agent_type, Agent.status, Agent.run_id,
                                      Agent.parent_id]),
-        TableConfig(Budget, menu_group=HIERARCHY, validators=CHECKED,
+        TableConfig(Budget, menu_group=HIERARCHY,
+                    order_by=_newest(Budget.created_at), validators=CHECKED,
                     visible_filters=[Budget.agent_id, Budget.resource]),
-        TableConfig(Message, menu_group=HIERARCHY, validators=CHECKED,
+        TableConfig(Message, menu_group=HIERARCHY,
+                    order_by=_newest(Message.id), validators=CHECKED,
                     visible_columns=[Message.id, Message.recipient_id, Message.sender_id,
                                      Message.kind, Message.priority, Message.status,
                                      Message.attempts, Message.created_at],
                     visible_filters=[Message.status, Message.recipient_id, Message.run_id,
                                      Message.kind]),
-        TableConfig(Workspace, menu_group=HIERARCHY, validators=CHECKED,
+        TableConfig(Workspace, menu_group=HIERARCHY,
+                    order_by=_newest(Workspace.created_at), validators=CHECKED,
                     visible_filters=[Workspace.agent_id, Workspace.sandbox_id, Workspace.status]),
-        TableConfig(Checkpoint, menu_group=HIERARCHY, validators=READ_ONLY,
+        TableConfig(Checkpoint, menu_group=HIERARCHY,
+                    order_by=_newest(Checkpoint.created_at), validators=READ_ONLY,
                     exclude_visible_columns=[Checkpoint.state_snapshot],
                     visible_filters=[Checkpoint.agent_id]),
-        TableConfig(Hierarchy, menu_group=HIERARCHY, validators=READ_ONLY,
-                    visible_filters=[Hierarchy.parent_id, Hierarchy.child_id, Hierarchy.depth]),
-        TableConfig(AgentInvocation, menu_group=TELEMETRY, validators=CHECKED,
+        TableConfig(AgentInvocation, menu_group=TELEMETRY,
+                    order_by=_newest(AgentInvocation.started_at), validators=CHECKED,
                     visible_columns=[AgentInvocation.run_id, AgentInvocation.agent_type,
                                      AgentInvocation.model, AgentInvocation.input_tokens,
                                      AgentInvocation.output_tokens, AgentInvocation.cost_usd,
                                      AgentInvocation.finish_reason, AgentInvocation.started_at],
                     visible_filters=[AgentInvocation.run_id, AgentInvocation.phase_result_id,
                                      AgentInvocation.agent_type, AgentInvocation.agent_id]),
-        TableConfig(AgentStep, menu_group=TELEMETRY, validators=READ_ONLY,
+        TableConfig(AgentStep, menu_group=TELEMETRY,
+                    order_by=_newest(AgentStep.started_at), validators=READ_ONLY,
                     visible_filters=[AgentStep.invocation_id, AgentStep.finish_reason]),
-        TableConfig(ToolCall, menu_group=TELEMETRY, validators=READ_ONLY,
+        TableConfig(ToolCall, menu_group=TELEMETRY,
+                    order_by=_newest(ToolCall.started_at), validators=READ_ONLY,
                     visible_filters=[ToolCall.invocation_id, ToolCall.tool_name,
                                      ToolCall.output_type]),
     ]  # fmt: skip
@@ -225,7 +307,13 @@ def create_app(
         production=production,
         allowed_hosts=hosts,
         rate_limit_provider=_NoPiccoloRateLimit(),
+        sidebar_links=CONSOLE_LINKS,
     )
+    additions = _ADMIN_PAGE_ADDITIONS % {"read_only": json.dumps(list(READ_ONLY_TABLES))}
+    app.template = app.template.replace("</head>", additions + "</head>", 1)
+    # Inside the admin app: its CSRF middleware guards the console's POSTs too, and the
+    # login guard and cookie wrappers below cover it.
+    app.mount("/console", create_console(auth_table=AdminUser, session_table=SessionsBase))
     app = NeutralisedCsvExport(LoginGuard(app, throttle or THROTTLE))
     if production:
         app = SecureCookies(app)

@@ -5,6 +5,7 @@ import os
 from piccolo.conf.apps import AppConfig, Command
 
 from agent_app.commands.admin import admin
+from agent_app.commands.help import help_
 from agent_app.commands.schema_check import schema_check
 from agent_app.commands.simulate import simulate
 from agent_app.tables import TABLES
@@ -20,5 +21,7 @@ APP_CONFIG = AppConfig(
         Command(callable=simulate, aliases=["sim"]),
         Command(callable=admin),
         Command(callable=schema_check, aliases=["check"]),
+        # `piccolo agent_app --help`: targ looks the word up as a command of the app.
+        Command(callable=help_, command_name="--help"),
     ],
 )

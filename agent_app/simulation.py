@@ -26,7 +26,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from agent_app import budgets, checkpoints, cta, db, hierarchy, memory, queue, runs, sandboxes
+from agent_app import (
+    budgets,
+    checkpoints,
+    cta,
+    hierarchy,
+    memory,
+    operator,
+    queue,
+    runs,
+    sandboxes,
+)
 from agent_app import telemetry as tel
 from agent_app.enums import (
     WORKING_PHASES,
@@ -77,6 +87,7 @@ class Stats:
         per_s = (lambda n: f"{n / self.elapsed:,.1f}/s") if self.elapsed else (lambda n: "-")
         lines = [
             ("runs completed", f"{self.runs_completed}"),
+            ("runs per second", per_s(self.runs_completed + self.runs_failed)),
             ("runs failed", f"{self.runs_failed}"),
             ("messages", f"{self.messages:,} ({per_s(self.messages)})"),
             ("model steps", f"{self.steps:,} ({per_s(self.steps)})"),
@@ -343,35 +354,18 @@ _NO_DELAY = dt.timedelta(0)
 
 
 async def _interrupted(run: _Run) -> None:
-    """Leave an interrupted run consistent: failed, agents finished, budgets returned."""
+    """Leave an interrupted or crashed run consistent: failed as "interrupted", its open
+    invocations closed, agents finished, budgets returned, questions closed, workspaces
+    released (:func:`agent_app.operator.cancel_run`, which asks the database rather
+    than this object: an interruption can land between a write and its bookkeeping)."""
     if not hasattr(run, "run"):
         if hasattr(run, "sandbox"):
             await _abort_sandbox(run)
         return
     current = await runs.get_run(run.run.id)
     if current.current_phase not in (FeaturePhase.completed, FeaturePhase.failed):
-        await runs.fail_run(run.run.id, "interrupted")
         run.stats.runs_failed += 1
-    async with db.connection() as c:  # the database knows roots this object may not
-        roots = await c.fetch(
-            "SELECT id FROM agent.agents WHERE run_id = $1 AND parent_id IS NULL "
-            "AND status NOT IN ('completed', 'failed', 'terminated')",
-            run.run.id,
-        )
-    for root in roots:
-        await hierarchy.finish(root["id"], AgentStatus.terminated)
-    await cta.expire(run_id=run.run.id)
-    # Ask the database, not run.workspaces: an interruption can land after a workspace
-    # was stored and before its id was noted.
-    async with db.connection() as c:
-        active = await c.fetch(
-            "SELECT w.id FROM agent.workspaces w JOIN agent.agents a ON a.id = w.agent_id "
-            "WHERE a.run_id = $1 AND w.status = 'active'",
-            run.run.id,
-        )
-    for ws in active:
-        with contextlib.suppress(AgentAppError):
-            await sandboxes.release_workspace(ws["id"])
+    await operator.cancel_run(run.run.id, "interrupted")
     await _abort_sandbox(run)
 
 
@@ -403,17 +397,25 @@ async def simulate(
         while pending:
             run = _Run(pending.pop(0), seed, stats)
             active.add(run)
-            await run.execute()
+            await run.execute()  # if it raises, the run stays in `active` for the clean-up
             active.discard(run)
             done += 1
             if progress is not None:
                 progress(done, n_runs)
 
+    tasks = [asyncio.create_task(worker()) for _ in range(max(1, workers))]
     try:
-        await asyncio.gather(*(worker() for _ in range(max(1, workers))))
-    except asyncio.CancelledError:
-        # Interrupted (Ctrl-C): the workers have stopped; finish what each run in progress
-        # started, one by one, before letting the cancellation through.
+        finished, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in finished:
+            if task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+    except BaseException:
+        # Interrupted (Ctrl-C) or crashed (a worker raised): stop every worker, then
+        # finish what each run in progress started, one by one, before letting the
+        # cancellation or the error through.
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         for run in list(active):
             try:
                 await _interrupted(run)

@@ -100,7 +100,8 @@ async def test_an_admin_sees_grouped_tables_filters_runs_and_history_is_read_onl
     name, password = await user(admin=True)
     assert (await login(client, name, password)).status_code in (200, 303)
     tables = (await client.get("/api/tables/")).json()
-    assert {"feature_runs", "agents", "messages", "tool_calls", "hierarchies"} <= set(tables)
+    assert {"feature_runs", "agents", "messages", "tool_calls", "checkpoints"} <= set(tables)
+    assert "hierarchies" not in tables  # the run page shows the agent tree instead
     grouped = (await client.get("/api/tables/grouped/")).json()
     assert {"Pipeline", "Hierarchy", "Telemetry"} <= set(grouped["grouped"])
     rows = (

@@ -1,6 +1,8 @@
-"""``piccolo agent_app admin``: serve Piccolo Admin over the agent tables."""
+"""``piccolo agent_app admin``: serve the operator's console and Piccolo Admin."""
 
 from __future__ import annotations
+
+import asyncio
 
 
 def _names(value: str) -> list[str]:
@@ -15,8 +17,9 @@ async def admin(
     trusted_proxies: str = "",
 ) -> None:
     """
-    Serve the operator's view (Piccolo Admin) with uvicorn. Log in with a user made by
-    ``piccolo user create`` with admin rights.
+    Serve the operator's console (the home page) and Piccolo Admin with uvicorn. Log in
+    with a user made by ``piccolo user create`` with admin rights. Says where it listens
+    once it accepts connections.
 
     :param host:
         The address to listen on.
@@ -42,10 +45,17 @@ async def admin(
         trusted_proxies=_names(trusted_proxies),
     )
     scheme = "https" if production else "http"
-    print(f"agent_app admin on {scheme}://{host}:{port}/ (log in with an admin user)", flush=True)
     # Forwarded headers are handled by the app, only from --trusted_proxies (uvicorn
     # would otherwise believe them from 127.0.0.1).
     server = uvicorn.Server(
         uvicorn.Config(app, host=host, port=port, log_level="info", proxy_headers=False)
     )
-    await server.serve()
+    serving = asyncio.create_task(server.serve())
+    while not server.started and not serving.done():
+        await asyncio.sleep(0.05)
+    if server.started:
+        print(
+            f"agent_app admin listening on {scheme}://{host}:{port}/ (log in with an admin user)",
+            flush=True,
+        )
+    await serving
