@@ -273,17 +273,24 @@ async def run(
     conn: asyncpg.Connection | None = None,
     *,
     retries: int = RETRIES,
+    one_statement: bool = False,
 ) -> T:
     """Run ``operation(c)`` in one transaction (a savepoint inside a caller's), retrying
     it from the start after a deadlock or serialization failure, at most ``retries``
     times in all, then raising :class:`~agent_app.errors.Contention`. Every other error
-    leaves typed (see :func:`connection`); a refusal rolls back what the operation did."""
+    leaves typed (see :func:`connection`); a refusal rolls back what the operation did.
+
+    ``one_statement``: the operation is a single statement, atomic on its own, so outside
+    a caller's transaction it runs without BEGIN/COMMIT (two round trips saved)."""
     async with connection(conn) as c:
         for attempt in range(1, retries + 1):
             try:
+                if one_statement and not c.is_in_transaction():
+                    return await operation(c)
                 async with c.transaction():
                     return await operation(c)
-            except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError) as e:
+            except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError, Contention) as e:
+                # (Contention: the same failure, already typed by a nested connection().)
                 if attempt == retries:
                     raise Contention(
                         f"gave up after {retries} attempts: {type(e).__name__}: {e}"
