@@ -11,8 +11,13 @@ What a worker may rely on:
   everyone's pending messages are cancelled, every budget goes back up the tree
   (reserved -= allocated, used += used), then the agent takes its final status.
   Finishing twice raises :class:`~agent_app.errors.AlreadyFinished` and changes
-  nothing. Rows are locked deepest first, so concurrent finishes of overlapping
-  subtrees never deadlock.
+  nothing. It completes while children are being spawned under the subtree and
+  messages sent into it: those land before it (and are finished/cancelled with the
+  rest) or are refused after it.
+* Every operation here takes its row locks in the lock order of :mod:`agent_app.db`,
+  so spawns, sends, finishes and reservations never deadlock each other; a deadlock or
+  serialization failure that still happens (with other writers) is retried, then
+  raised as :class:`~agent_app.errors.Contention` (retryable).
 * :func:`subtree` and :func:`ancestors` are single indexed lookups in the closure table.
 """
 

@@ -249,10 +249,15 @@ FAIL = _HELD.format(
     returning="m.id, m.status, m.available_at",
 )
 
+# Locks the rows in id order (the lock order of agent_app.db) before changing them.
 CANCEL_PENDING = """
 UPDATE agent.messages
    SET status = 'cancelled', finished_at = now()
- WHERE recipient_id = ANY($1::uuid[]) AND status = 'pending'
+ WHERE id IN (SELECT id FROM agent.messages
+               WHERE recipient_id = ANY($1::uuid[]) AND status = 'pending'
+               ORDER BY id
+                 FOR NO KEY UPDATE)
+   AND status = 'pending'
 RETURNING id
 """
 
