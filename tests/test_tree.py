@@ -25,7 +25,7 @@ from agent_app.errors import (
 )
 from agent_app.tables import MAX_AGENT_DEPTH
 from tests import factories
-from tests.rules import refused
+from tests.rules import refused, snapshot
 
 T, C = BudgetResource.tokens, BudgetResource.cost_usd
 
@@ -254,7 +254,12 @@ async def test_closure_rows_cannot_be_deleted_or_truncated_by_hand(
     await refused(
         conn, "hierarchies_derived", "DELETE FROM agent.hierarchies WHERE child_id = $1", child
     )
-    await refused(conn, "hierarchies_derived", "TRUNCATE agent.hierarchies")
+    before = await snapshot(conn, "hierarchies", "agents")
+    with pytest.raises(asyncpg.IntegrityConstraintViolationError) as err:
+        async with conn.transaction():
+            await conn.execute("TRUNCATE agent.hierarchies")
+    assert err.value.constraint_name == "hierarchies_derived", str(err.value)
+    assert await snapshot(conn, "hierarchies", "agents") == before
     assert len(await hierarchy.subtree(root, conn=conn)) == 2
 
 
