@@ -35,6 +35,47 @@ What a worker may rely on
   snapshot (``REPEATABLE READ, READ ONLY``) when it is not inside a caller's
   transaction; inside one, the caller's isolation level decides.
 
+The lock order
+--------------
+Every operation that locks rows takes them in this one order, and on each row at
+first touch the strongest mode it will need there (no upgrade later), so API operations
+never wait on each other in a cycle:
+
+1. ``feature_runs`` rows, by id;
+2. ``agents`` rows, shallow to deep: ``ORDER BY depth_level, id`` (a subtree is locked
+   level by level, each level in id order, each level read only once its parents are
+   locked). Modes: ``FOR SHARE`` to keep an agent live while adding under it (spawn
+   locks the parent, send the recipients), ``FOR NO KEY UPDATE`` to finish it;
+3. ``budgets`` rows: by owner agent in the same ``(depth_level, agent id)`` order -
+   a parent's budgets before its children's - and within an agent ``ORDER BY
+   resource``, ``FOR UPDATE``;
+4. budget reservation rows (by id), then ``messages`` rows (by id).
+
+What each operation takes:
+
+* ``hierarchy.spawn_child``: the parent ``FOR SHARE``; then the parent's budget rows,
+  one per resource in resource order, whatever the caller's mapping order (the
+  ``budgets_guard`` trigger carves each child budget out of them).
+* ``hierarchy.finish``: the agent, then its live subtree level by level, ``FOR NO KEY
+  UPDATE`` (a spawn holds its parent ``FOR SHARE`` until it commits, so no child
+  slips in unseen); then every budget row the reclaim triggers (``agents_reclaim``,
+  ``return_budgets``) will touch - the parent's, the agent's, the descendants' - in
+  the order of 3, *before* any status changes, so the triggers only touch rows already
+  held; then the pending messages it cancels.
+* ``queue.send`` / ``send_many``: the distinct recipients ``FOR SHARE`` in the order of
+  2, within the one INSERT (the ``messages_recipient`` trigger then finds each one
+  locked and refuses a finished one, ``recipient_live``).
+* ``budgets.reserve`` and the other budget operations: the one budget row, then (if
+  any) its reservation rows - the budget before the reservation.
+* ``hierarchy.create_root``: only new rows.
+
+Foreign-key checks take ``FOR KEY SHARE`` on the rows they refer to (a new agent's
+run and ancestors via the closure rows, a message's sender and run) wherever the
+statement happens to be; that mode conflicts only with deleting a row or changing its
+key, which no API operation does - so they stay out of the order. Deleting a run (or
+an agent) by hand locks its rows in whatever order the cascade takes: do it when the
+run's agents have finished.
+
 Pool connections are not reset with a query when they go back to the pool (one round
 trip saved per operation), so code sharing :func:`pool` must not leave session state
 behind: use ``SET LOCAL`` rather than ``SET``, transaction-scoped advisory locks, and a
@@ -273,17 +314,24 @@ async def run(
     conn: asyncpg.Connection | None = None,
     *,
     retries: int = RETRIES,
+    one_statement: bool = False,
 ) -> T:
     """Run ``operation(c)`` in one transaction (a savepoint inside a caller's), retrying
     it from the start after a deadlock or serialization failure, at most ``retries``
     times in all, then raising :class:`~agent_app.errors.Contention`. Every other error
-    leaves typed (see :func:`connection`); a refusal rolls back what the operation did."""
+    leaves typed (see :func:`connection`); a refusal rolls back what the operation did.
+
+    ``one_statement``: the operation is a single statement, atomic on its own, so outside
+    a caller's transaction it runs without BEGIN/COMMIT (two round trips saved)."""
     async with connection(conn) as c:
         for attempt in range(1, retries + 1):
             try:
+                if one_statement and not c.is_in_transaction():
+                    return await operation(c)
                 async with c.transaction():
                     return await operation(c)
-            except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError) as e:
+            except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError, Contention) as e:
+                # (Contention: the same failure, already typed by a nested connection().)
                 if attempt == retries:
                     raise Contention(
                         f"gave up after {retries} attempts: {type(e).__name__}: {e}"

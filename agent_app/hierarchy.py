@@ -11,8 +11,13 @@ What a worker may rely on:
   everyone's pending messages are cancelled, every budget goes back up the tree
   (reserved -= allocated, used += used), then the agent takes its final status.
   Finishing twice raises :class:`~agent_app.errors.AlreadyFinished` and changes
-  nothing. Rows are locked deepest first, so concurrent finishes of overlapping
-  subtrees never deadlock.
+  nothing. It completes while children are being spawned under the subtree and
+  messages sent into it: those land before it (and are finished/cancelled with the
+  rest) or are refused after it.
+* Every operation here takes its row locks in the lock order of :mod:`agent_app.db`,
+  so spawns, sends, finishes and reservations never deadlock each other; a deadlock or
+  serialization failure that still happens (with other writers) is retried, then
+  raised as :class:`~agent_app.errors.Contention` (retryable).
 * :func:`subtree` and :func:`ancestors` are single indexed lookups in the closure table.
 """
 
@@ -34,8 +39,6 @@ from agent_app.errors import (
     BudgetExceeded,
     DepthLimitExceeded,
     NotFound,
-    RuleViolation,
-    translate,
 )
 from agent_app.tables import MAX_AGENT_DEPTH
 
@@ -93,25 +96,29 @@ INSERT INTO agent.budgets (agent_id, resource, allocated) VALUES ($1, $2, $3)
 async def _add_budgets(
     c: asyncpg.Connection, agent: AgentInfo, budgets: Mapping[BudgetResource, Decimal | int]
 ) -> None:
-    for resource, amount in budgets.items():
-        value = Decimal(amount)
+    # Resource order, whatever the caller's mapping order: each insert locks the parent's
+    # budget of that resource (budgets_guard), and the lock order says ORDER BY resource.
+    wanted = sorted(
+        ((BudgetResource(r), Decimal(a)) for r, a in budgets.items()), key=lambda x: x[0].value
+    )
+    for resource, value in wanted:
         try:
             async with c.transaction():
-                await c.execute(INSERT_BUDGET, agent.id, BudgetResource(resource).value, value)
+                await c.execute(INSERT_BUDGET, agent.id, resource.value, value)
         except asyncpg.CheckViolationError as e:
             if e.constraint_name == "budget_limits" and agent.parent_id is not None:
                 left = await c.fetchval(
                     "SELECT allocated - used - reserved FROM agent.budgets "
                     "WHERE agent_id = $1 AND resource = $2",
                     agent.parent_id,
-                    BudgetResource(resource).value,
+                    resource.value,
                 )
                 if left is not None and value >= 0:
                     raise BudgetExceeded(
-                        agent.parent_id, BudgetResource(resource).value, value, left,
+                        agent.parent_id, resource.value, value, left,
                         by=f"was asked by child {agent.name!r} for",
                     ) from e  # fmt: skip
-            raise translate(e) from e
+            raise
 
 
 async def create_root(
@@ -123,16 +130,17 @@ async def create_root(
     status: AgentStatus = AgentStatus.running,
     conn: asyncpg.Connection | None = None,
 ) -> AgentInfo:
-    """Create a root agent (depth 0), usually a run's orchestrator, with its budgets."""
-    async with db.transaction(conn) as c:
-        try:
-            row = await c.fetchrow(INSERT_AGENT, run_id, None, AgentType(agent_type).value, name,
-                                   AgentStatus(status).value)  # fmt: skip
-        except asyncpg.PostgresError as e:
-            raise translate(e) from e
-        agent = _info(row)
+    """Create a root agent (depth 0), usually a run's orchestrator, with its budgets.
+    One transaction (a savepoint inside the caller's): the agent and all its budgets,
+    or nothing."""
+    kind, state = AgentType(agent_type).value, AgentStatus(status).value
+
+    async def create(c: asyncpg.Connection) -> AgentInfo:
+        agent = _info(await c.fetchrow(INSERT_AGENT, run_id, None, kind, name, state))
         await _add_budgets(c, agent, budgets or {})
-    return agent
+        return agent
+
+    return await db.run(create, conn)
 
 
 async def spawn_child(
@@ -146,9 +154,15 @@ async def spawn_child(
     conn: asyncpg.Connection | None = None,
 ) -> AgentInfo:
     """Create a child of ``parent_id`` one level deeper, in the parent's run unless
-    ``run_id`` says otherwise, with ``budgets`` reserved out of the parent's."""
-    async with db.transaction(conn) as c:
-        # FOR SHARE: the parent cannot finish while its child is being added.
+    ``run_id`` says otherwise, with ``budgets`` reserved out of the parent's.
+
+    Locks (see :mod:`agent_app.db`): the parent ``FOR SHARE`` - so it cannot finish
+    until the child exists, and a parent that finished first refuses with
+    :class:`~agent_app.errors.AlreadyFinished` - then the parent's budgets in resource
+    order, whatever the order of ``budgets``."""
+    kind, state = AgentType(agent_type).value, AgentStatus(status).value
+
+    async def spawn(c: asyncpg.Connection) -> AgentInfo:
         parent = await c.fetchrow(
             f"SELECT {_COLUMNS} FROM agent.agents WHERE id = $1 FOR SHARE", parent_id
         )
@@ -159,23 +173,35 @@ async def spawn_child(
             raise AlreadyFinished(p.id, p.status.value)
         if p.depth_level >= MAX_AGENT_DEPTH:
             raise DepthLimitExceeded(p.id, MAX_AGENT_DEPTH)
-        try:
-            row = await c.fetchrow(
-                INSERT_AGENT, run_id or p.run_id, p.id, AgentType(agent_type).value, name,
-                AgentStatus(status).value,
-            )  # fmt: skip
-        except asyncpg.PostgresError as e:
-            raise translate(e) from e
-        child = _info(row)
+        child = _info(await c.fetchrow(INSERT_AGENT, run_id or p.run_id, p.id, kind, name, state))
         await _add_budgets(c, child, budgets or {})
-    return child
+        return child
+
+    return await db.run(spawn, conn)
 
 
-LOCK_SUBTREE = f"""
+#: Finish, step 1: the agent itself, in the strongest mode finish needs on an agent row
+#: (FOR NO KEY UPDATE: it blocks spawning under it and sending to it, both FOR SHARE,
+#: but not the foreign-key checks - FOR KEY SHARE - of rows that merely refer to it).
+LOCK_AGENT = f"SELECT {_COLUMNS} FROM agent.agents WHERE id = $1 FOR NO KEY UPDATE"
+
+#: Finish, step 2, once per level: the live children of the level just locked, in id
+#: order. Read after their parents are locked, so no child can be added unseen: a spawn
+#: holds its parent FOR SHARE until it commits, and we waited for it.
+LOCK_LIVE_CHILDREN = f"""
 SELECT {_COLUMNS} FROM agent.agents
- WHERE id = $1 OR id IN (SELECT child_id FROM agent.hierarchies WHERE parent_id = $1)
- ORDER BY depth_level DESC, id
-   FOR UPDATE
+ WHERE parent_id = ANY($1::uuid[]) AND status NOT IN ({", ".join(f"'{s}'" for s in _TERMINAL)})
+ ORDER BY id
+   FOR NO KEY UPDATE
+"""
+
+#: Finish, step 3: every budget row the reclaim triggers will touch - the parent's,
+#: the agent's, its live descendants' - parents' before children's, then by resource.
+LOCK_BUDGETS = """
+SELECT b.id FROM agent.budgets b JOIN agent.agents a ON a.id = b.agent_id
+ WHERE b.agent_id = ANY($1::uuid[])
+ ORDER BY a.depth_level, a.id, b.resource
+   FOR UPDATE OF b
 """
 
 
@@ -186,46 +212,52 @@ async def finish(
     conn: asyncpg.Connection | None = None,
 ) -> Finished:
     """Give the agent its terminal ``status`` (completed, failed or terminated); see the
-    module docstring for what happens to its descendants, messages and budgets."""
+    module docstring for what happens to its descendants, messages and budgets.
+
+    Completes however many spawns and sends race it: it locks the agent, then each
+    level of its live subtree before reading the next (a spawn holds its parent
+    ``FOR SHARE``, so none slips in unseen), then the budgets in the lock order of
+    :mod:`agent_app.db`. Raises :class:`~agent_app.errors.AlreadyFinished`
+    (``terminal_final``) if the agent had finished, :class:`~agent_app.errors.NotFound`.
+    Inside a caller's REPEATABLE READ transaction the caller's snapshot decides which
+    children exist: finish the subtree in a READ COMMITTED transaction."""
     final = AgentStatus(status)
     if final not in TERMINAL_AGENT_STATUSES:
         raise AgentAppError(
             f"terminal_status: finish() needs one of {_TERMINAL}, got {final.value!r}",
             rule="terminal_status",
         )
-    for attempt in range(3):
-        try:
-            return await _finish_once(agent_id, final, conn)
-        except RuleViolation as e:
-            # A child was added between our lock and our update: look again.
-            if e.rule != "children_finish_first" or attempt == 2:
-                raise
-    raise AssertionError("unreachable")
+    return await db.run(lambda c: _finish(c, agent_id, final), conn)
 
 
-async def _finish_once(
-    agent_id: uuid.UUID, final: AgentStatus, conn: asyncpg.Connection | None
-) -> Finished:
-    async with db.transaction(conn) as c:
-        rows = [_info(r) for r in await c.fetch(LOCK_SUBTREE, agent_id)]
-        me = next((a for a in rows if a.id == agent_id), None)
-        if me is None:
-            raise NotFound(f"no agent {agent_id}")
-        if me.finished:
-            raise AlreadyFinished(me.id, me.status.value)
-        live = [a for a in rows if a.id != agent_id and not a.finished]
-        for _, level in groupby(live, key=lambda a: a.depth_level):  # deepest first
-            await c.execute(
-                "UPDATE agent.agents SET status = 'terminated' WHERE id = ANY($1)",
-                [a.id for a in level],
-            )
-        cancelled = await queue.cancel_pending([agent_id, *(a.id for a in live)], conn=c)
-        row = await c.fetchrow(
-            f"UPDATE agent.agents SET status = $2 WHERE id = $1 RETURNING {_COLUMNS}",
-            agent_id,
-            final.value,
+async def _finish(c: asyncpg.Connection, agent_id: uuid.UUID, final: AgentStatus) -> Finished:
+    row = await c.fetchrow(LOCK_AGENT, agent_id)
+    if row is None:
+        raise NotFound(f"no agent {agent_id}")
+    me = _info(row)
+    if me.finished:
+        raise AlreadyFinished(me.id, me.status.value)
+    live: list[AgentInfo] = []
+    level = [me.id]
+    while level:
+        found = [_info(r) for r in await c.fetch(LOCK_LIVE_CHILDREN, level)]
+        live += found
+        level = [a.id for a in found]
+    owners = [*([me.parent_id] if me.parent_id else []), me.id, *(a.id for a in live)]
+    await c.execute(LOCK_BUDGETS, owners)
+    live.sort(key=lambda a: (-a.depth_level, a.id))  # deepest first
+    for _, group in groupby(live, key=lambda a: a.depth_level):
+        await c.execute(
+            "UPDATE agent.agents SET status = 'terminated' WHERE id = ANY($1)",
+            [a.id for a in group],
         )
-    return Finished(_info(row), [a.id for a in live], cancelled)
+    cancelled = await queue.cancel_pending([agent_id, *(a.id for a in live)], conn=c)
+    done = await c.fetchrow(
+        f"UPDATE agent.agents SET status = $2 WHERE id = $1 RETURNING {_COLUMNS}",
+        agent_id,
+        final.value,
+    )
+    return Finished(_info(done), [a.id for a in live], cancelled)
 
 
 async def get(agent_id: uuid.UUID, *, conn: asyncpg.Connection | None = None) -> AgentInfo:

@@ -42,7 +42,7 @@ from typing import Any
 import asyncpg
 
 from agent_app import db
-from agent_app.errors import LeaseLost, RuleViolation, translate
+from agent_app.errors import LeaseLost, RuleViolation
 from agent_app.tables import MAX_MESSAGE_PRIORITY
 
 CHANNEL = "agent_messages"
@@ -114,9 +114,23 @@ _SEND_COLUMNS: tuple[tuple[str, str, str], ...] = (
 )
 
 
+# With more than one recipient the batch first locks them FOR SHARE in the API's lock
+# order (agents by depth_level, id; see agent_app.db), in an InitPlan that runs before
+# the first row is inserted; the messages_recipient trigger then finds each one locked.
+# (One recipient: the trigger's own FOR SHARE is the only agent lock, nothing to order.)
+_LOCK_RECIPIENTS = """
+WITH recipients AS (
+    SELECT id FROM agent.agents WHERE id = ANY(${n}::uuid[])
+     ORDER BY depth_level, id
+       FOR SHARE
+)
+"""
+
+
 @functools.cache
-def _send_sql(varying: tuple[bool, ...]) -> str:
-    """The INSERT for a batch whose columns vary (array) or not (scalar) as given."""
+def _send_sql(varying: tuple[bool, ...], lock_recipients: bool = False) -> str:
+    """The INSERT for a batch whose columns vary (array) or not (scalar) as given; with
+    ``lock_recipients``, the distinct recipients come as one more array parameter."""
     exprs, arrays, aliases = [], [], []
     for i, ((column, sql_type, expr), is_array) in enumerate(
         zip(_SEND_COLUMNS, varying, strict=True)
@@ -128,12 +142,19 @@ def _send_sql(varying: tuple[bool, ...]) -> str:
         else:
             exprs.append(expr.format(f"${i + 1}::{sql_type}"))
     columns = ", ".join(c for c, _, _ in _SEND_COLUMNS)
+    head, gate = "", ""
+    if lock_recipients:
+        head = _LOCK_RECIPIENTS.format(n=len(_SEND_COLUMNS) + 1)
+        gate = "WHERE (SELECT count(*) FROM recipients) >= 0 "
     if not arrays:
-        return f"INSERT INTO agent.messages ({columns}) VALUES ({', '.join(exprs)}) RETURNING id"
+        return (
+            f"{head}INSERT INTO agent.messages ({columns}) SELECT {', '.join(exprs)} "
+            f"{gate}RETURNING id"
+        )
     return (
-        f"INSERT INTO agent.messages ({columns}) SELECT {', '.join(exprs)} "
+        f"{head}INSERT INTO agent.messages ({columns}) SELECT {', '.join(exprs)} "
         f"FROM unnest({', '.join(arrays)}) WITH ORDINALITY AS t({', '.join(aliases)}, n) "
-        "ORDER BY t.n RETURNING id"
+        f"{gate}ORDER BY t.n RETURNING id"
     )
 
 
@@ -232,10 +253,15 @@ FAIL = _HELD.format(
     returning="m.id, m.status, m.available_at",
 )
 
+# Locks the rows in id order (the lock order of agent_app.db) before changing them.
 CANCEL_PENDING = """
 UPDATE agent.messages
    SET status = 'cancelled', finished_at = now()
- WHERE recipient_id = ANY($1::uuid[]) AND status = 'pending'
+ WHERE id IN (SELECT id FROM agent.messages
+               WHERE recipient_id = ANY($1::uuid[]) AND status = 'pending'
+               ORDER BY id
+                 FOR NO KEY UPDATE)
+   AND status = 'pending'
 RETURNING id
 """
 
@@ -290,10 +316,13 @@ async def send(
     max_attempts: int = 5,
     conn: asyncpg.Connection | None = None,
 ) -> int:
-    """Send one message; returns its id (ids increase in sending order).
+    """Send one message; returns its id (ids increase in sending order). Without
+    ``run_id`` the message belongs to the recipient's run (the database fills it in).
 
-    Raises :class:`RuleViolation` (``priority_range``, ``attempts_range``, or a foreign
-    key rule for an unknown agent) and sends nothing.
+    Raises :class:`RuleViolation` (``priority_range``, ``attempts_range``,
+    ``recipient_live`` for a recipient that has finished, or a foreign key rule for an
+    unknown agent) and sends nothing. A send racing ``hierarchy.finish`` of its
+    recipient either lands first (and is cancelled by the finish) or is refused.
     """
     [message_id] = await send_many(
         [Outgoing(recipient_id, kind, payload, priority, sender_id, run_id, delay, max_attempts)],
@@ -305,8 +334,11 @@ async def send(
 async def send_many(
     messages: Iterable[Outgoing], *, conn: asyncpg.Connection | None = None
 ) -> list[int]:
-    """Send many messages in one statement: all or none. Ids return in input order and
-    increase in that order, so FIFO follows the list."""
+    """Send many messages in one statement: all or none (one finished recipient
+    refuses the batch with ``recipient_live``). Ids return in input order and increase
+    in that order, so FIFO follows the list. The recipients are locked ``FOR SHARE`` in
+    the lock order of :mod:`agent_app.db`; a deadlock or serialization failure is
+    retried (then :class:`~agent_app.errors.Contention`)."""
     batch = list(messages)
     if not batch:
         return []
@@ -330,11 +362,12 @@ async def send_many(
     if len(batch) > 1 and not any(varying):
         varying = (True, *varying[1:])  # n identical messages: unnest one column n times
     args = [list(col) if vary else col[0] for col, vary in zip(columns, varying, strict=True)]
-    async with db.connection(conn) as c:
-        try:
-            rows = await c.fetch(_send_sql(varying), *args)
-        except asyncpg.PostgresError as e:
-            raise translate(e) from e
+    recipients = list(dict.fromkeys(m.recipient_id for m in batch))
+    lock = len(recipients) > 1
+    if lock:
+        args.append(recipients)
+    sql = _send_sql(varying, lock)
+    rows = await db.run(lambda c: c.fetch(sql, *args), conn, one_statement=True)
     return [r["id"] for r in rows]
 
 

@@ -237,6 +237,23 @@ END
         "trigger",
         f"""
 BEGIN
+    IF TG_OP = 'DELETE' THEN
+        -- A closure row goes with its agents: deleting an agent (or its run) cascades
+        -- here once the agent is gone. While both agents exist, it is a delete by hand.
+        IF EXISTS (SELECT 1 FROM {SCHEMA}.agents WHERE id = OLD.child_id)
+           AND EXISTS (SELECT 1 FROM {SCHEMA}.agents WHERE id = OLD.parent_id) THEN
+            {
+            _rule(
+                "hierarchies_derived",
+                "hierarchies is kept by the agents trigger; delete agents instead "
+                "(DELETE of % -> % by hand)",
+                "OLD.parent_id",
+                "OLD.child_id",
+            )
+        };
+        END IF;
+        RETURN OLD;
+    END IF;
     -- Depth 1 is this trigger itself: the write came from outside agents_closure.
     IF pg_trigger_depth() < 2 THEN
         {
@@ -249,6 +266,29 @@ BEGIN
         };
     END IF;
     RETURN NEW;
+END
+""",
+    ),
+    Function(
+        "hierarchies_truncate_guard",
+        "",
+        "trigger",
+        f"""
+BEGIN
+    -- After the truncation: TRUNCATE agents ... CASCADE emptied both tables and passes;
+    -- the closure emptied while agents remain would lose the tree, so it is refused.
+    IF EXISTS (SELECT 1 FROM {SCHEMA}.agents) THEN
+        {
+            _rule(
+                "hierarchies_derived",
+                "hierarchies is kept by the agents trigger; % % by hand would lose the tree "
+                "of the agents that remain",
+                "TG_OP",
+                "TG_TABLE_NAME",
+            )
+        };
+    END IF;
+    RETURN NULL;
 END
 """,
     ),
@@ -469,6 +509,45 @@ END
 """,
     ),
     Function(
+        "messages_recipient",
+        "",
+        "trigger",
+        f"""
+DECLARE
+    recipient record;
+BEGIN
+    IF TG_OP = 'UPDATE' AND NEW.recipient_id = OLD.recipient_id
+       AND NEW.run_id IS NOT DISTINCT FROM OLD.run_id THEN
+        RETURN NEW;
+    END IF;
+    -- FOR SHARE: the recipient cannot finish while a message to it is being added
+    -- (finish then cancels it with the rest), and a finished one takes no more.
+    SELECT status, run_id INTO recipient
+      FROM {SCHEMA}.agents WHERE id = NEW.recipient_id FOR SHARE;
+    IF NOT FOUND THEN
+        RETURN NEW;  -- the foreign key reports a missing recipient
+    END IF;
+    IF (TG_OP = 'INSERT' OR NEW.recipient_id <> OLD.recipient_id)
+       AND recipient.status IN ({TERMINAL}) THEN
+        {
+            _rule(
+                "recipient_live",
+                "agent % is %; it takes no more messages",
+                "NEW.recipient_id",
+                "recipient.status",
+            )
+        };
+    END IF;
+    -- A message belongs to its recipient's run unless it names one, so deleting the run
+    -- deletes it too.
+    IF NEW.run_id IS NULL THEN
+        NEW.run_id := recipient.run_id;
+    END IF;
+    RETURN NEW;
+END
+""",
+    ),
+    Function(
         "messages_notify",
         "",
         "trigger",
@@ -560,7 +639,8 @@ END
 
 _INDEX_LOOKUPS = frozenset({
     "agents_guard", "agents_closure", "return_budgets", "agents_before_delete",
-    "budgets_guard", "budgets_before_delete", "checkpoints_guard",
+    "budgets_guard", "budgets_before_delete", "checkpoints_guard", "hierarchies_guard",
+    "messages_recipient",
 })  # fmt: skip
 FUNCTIONS = tuple(
     dataclasses.replace(f, settings=("enable_seqscan = off",)) if f.name in _INDEX_LOOKUPS else f
@@ -584,7 +664,16 @@ TRIGGERS: tuple[Trigger, ...] = (
         when=f"OLD.status NOT IN ({TERMINAL}) AND NEW.status IN ({TERMINAL})",
     ),
     Trigger("agents_before_delete", "agents", "BEFORE DELETE", "agents_before_delete"),
-    Trigger("hierarchies_guard", "hierarchies", "BEFORE INSERT OR UPDATE", "hierarchies_guard"),
+    Trigger(
+        "hierarchies_guard", "hierarchies", "BEFORE INSERT OR UPDATE OR DELETE", "hierarchies_guard"
+    ),
+    Trigger(
+        "hierarchies_truncate_guard",
+        "hierarchies",
+        "AFTER TRUNCATE",
+        "hierarchies_truncate_guard",
+        for_each="STATEMENT",
+    ),
     Trigger("budgets_guard", "budgets", "BEFORE INSERT OR UPDATE", "budgets_guard"),
     Trigger("budgets_before_delete", "budgets", "BEFORE DELETE", "budgets_before_delete"),
     Trigger("checkpoints_guard", "checkpoints", "BEFORE INSERT OR UPDATE", "checkpoints_guard"),
@@ -607,6 +696,12 @@ TRIGGERS: tuple[Trigger, ...] = (
         "sandbox_status_transition",
     ),
     Trigger("cta_answer_rules", "cta_events", "BEFORE UPDATE", "cta_answer_rules"),
+    Trigger(
+        "messages_recipient",
+        "messages",
+        "BEFORE INSERT OR UPDATE OF recipient_id, run_id",
+        "messages_recipient",
+    ),
     Trigger(
         "messages_notify",
         "messages",
