@@ -186,6 +186,8 @@ async def _end_dead_transaction(
     which leaves a dead transaction current for ever when its rollback fails) it is
     cleared now, so the task recovers."""
     tx._rolled_back = True
+    if isinstance(tx, Transaction):
+        tx.lost = True
     pool_ = eng.pool
     if pool_ is not None:
         # Releasing a closed connection makes the pool replace it; twice is a no-op.
@@ -206,11 +208,16 @@ class Transaction(PostgresTransaction):
     rollback and stays the task's current transaction, so every later query in the
     task, in a new ``DB.transaction()`` too, joins a dead transaction)."""
 
-    __slots__ = ()
+    __slots__ = ("lost",)
+
+    def __init__(self, engine: PostgresEngine, allow_nested: bool = True) -> None:
+        super().__init__(engine, allow_nested)
+        #: Its connection died during an agent_app call; the server rolled it back.
+        self.lost = False
 
     async def __aexit__(self, exception_type: Any, exception: Any, traceback: Any) -> bool:
         try:
-            return await super().__aexit__(exception_type, exception, traceback)
+            ok = await super().__aexit__(exception_type, exception, traceback)
         except _FAULTS as e:
             if self._parent is not None or not is_connection_error(e, self.connection):
                 raise
@@ -226,6 +233,14 @@ class Transaction(PostgresTransaction):
             if isinstance(exception, DatabaseUnavailable):
                 raise exception from None
             raise DatabaseUnavailable(f"{type(e).__name__}: {e}") from e
+        if ok and self.lost and self._parent is None:
+            # The caller swallowed the error inside the block: the block must not look
+            # committed.
+            raise DatabaseUnavailable(
+                "the transaction lost its connection and was rolled back; nothing in it "
+                "was committed"
+            )
+        return ok
 
 
 class Engine(PostgresEngine):
