@@ -698,7 +698,8 @@ class Consumer:
         """Extend the leases of ``messages`` in one statement; forget the lost ones."""
         sent_at = time.monotonic()
         kept = await _extend_held(messages, self.worker_id, self.lease)
-        lost = {m.id for m in messages} - kept
+        # (one acked meanwhile is not lost: it is simply no longer held)
+        lost = ({m.id for m in messages} - kept) & {m.id for m in self._held()}
         if lost:
             _log.warning("consumer %s: lost the lease on %s", self.worker_id, sorted(lost))
             self._buffer = [m for m in self._buffer if m.id not in lost]
