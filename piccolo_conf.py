@@ -8,11 +8,13 @@ with its own engine; the embedded server is only started where a caller asks for
 """
 
 from piccolo.conf.apps import AppRegistry
-from piccolo.engine.postgres import PostgresEngine
 
 from agent_app.database import database_url
+from agent_app.db import Engine
 
-DB = PostgresEngine(config={"dsn": database_url(embedded=True)})
+# Engine is Piccolo's PostgresEngine, except that a DB.transaction() whose connection
+# died (a server restart) ends cleanly instead of staying the task's transaction.
+DB = Engine(config={"dsn": database_url(embedded=True)})
 
 APP_REGISTRY = AppRegistry(
     apps=[

@@ -196,6 +196,10 @@ def is_connection_error(error: BaseException, conn: asyncpg.Connection | None = 
     """True when ``error`` means the server or the connection is gone, not a refusal."""
     if isinstance(error, _CONNECTION_ERRORS):
         return True
+    if isinstance(error, asyncpg.ObjectNotInPrerequisiteStateError) and (
+        "not currently accepting connections" in str(error)
+    ):
+        return True  # the database was taken offline (ALLOW_CONNECTIONS false)
     if isinstance(error, asyncpg.InterfaceError):
         text = str(error)
         if "closed" in text or "released back to the pool" in text or "pool is closing" in text:
@@ -211,21 +215,94 @@ def _closed(conn: asyncpg.Connection) -> bool:
         return True
 
 
-async def _end_dead_transaction(eng: PostgresEngine, tx: PostgresTransaction) -> None:
+async def _end_dead_transaction(
+    eng: PostgresEngine, tx: PostgresTransaction, *, keep_current: bool
+) -> None:
     """A Piccolo transaction whose connection died: mark it rolled back (the server did)
-    so Piccolo does not try again, give its connection back, and stop it being the
-    task's current transaction."""
+    so Piccolo does not try again when its block ends, and give its connection back.
+
+    ``keep_current``: it stays the task's current transaction until its block ends, so
+    later calls inside that block keep raising :class:`DatabaseUnavailable` instead of
+    quietly running outside any transaction. Otherwise (a plain ``PostgresEngine``,
+    which leaves a dead transaction current for ever when its rollback fails) it is
+    cleared now, so the task recovers."""
     tx._rolled_back = True
+    if isinstance(tx, Transaction):
+        tx.lost = True
     pool_ = eng.pool
     if pool_ is not None:
         # Releasing a closed connection makes the pool replace it; twice is a no-op.
         await _quiet(pool_.release(tx.connection))
-    eng.current_transaction.set(None)
+    if not keep_current:
+        eng.current_transaction.set(None)
 
 
 async def _quiet(awaitable: Awaitable[Any]) -> None:
     with contextlib.suppress(Exception):  # the connection is gone; nothing to give back
         await awaitable
+
+
+class Transaction(PostgresTransaction):
+    """Piccolo's transaction, except that a block whose connection died ends cleanly:
+    it stops being the task's current transaction and raises
+    :class:`DatabaseUnavailable` (Piccolo's own raises a raw error from the failed
+    rollback and stays the task's current transaction, so every later query in the
+    task, in a new ``DB.transaction()`` too, joins a dead transaction)."""
+
+    __slots__ = ("lost",)
+
+    def __init__(self, engine: PostgresEngine, allow_nested: bool = True) -> None:
+        super().__init__(engine, allow_nested)
+        #: Its connection died during an agent_app call; the server rolled it back.
+        self.lost = False
+
+    async def __aexit__(self, exception_type: Any, exception: Any, traceback: Any) -> bool:
+        try:
+            ok = await super().__aexit__(exception_type, exception, traceback)
+        except _FAULTS as e:
+            if self._parent is not None or not is_connection_error(e, self.connection):
+                raise
+            # The server rolled the transaction back (or, if COMMIT was in flight, may
+            # have committed it: a retry must act by identity, as agent_app's calls do).
+            self._rolled_back = True
+            if self.engine.pool is not None:
+                await _quiet(self.engine.pool.release(self.connection))
+            with contextlib.suppress(ValueError):  # a token from another context
+                self.engine.current_transaction.reset(self.context)
+            if self.engine.current_transaction.get() is self:
+                self.engine.current_transaction.set(None)
+            if isinstance(exception, DatabaseUnavailable):
+                raise exception from None
+            raise DatabaseUnavailable(f"{type(e).__name__}: {e}") from e
+        if ok and self.lost and self._parent is None:
+            # The caller swallowed the error inside the block: the block must not look
+            # committed.
+            raise DatabaseUnavailable(
+                "the transaction lost its connection and was rolled back; nothing in it "
+                "was committed"
+            )
+        return ok
+
+
+class Engine(PostgresEngine):
+    """A ``PostgresEngine`` whose ``transaction()`` recovers from a lost connection (see
+    :class:`Transaction`). Use it in ``piccolo_conf.py`` (``DB = Engine(config=...)``)
+    so that after a server restart the next ``DB.transaction()`` is a fresh, working
+    one. With a plain ``PostgresEngine`` agent_app still recovers: the first agent_app
+    call after the dead block ends the dead transaction and raises
+    :class:`DatabaseUnavailable`, and the call after it works."""
+
+    def transaction(self, allow_nested: bool = True) -> PostgresTransaction:
+        return Transaction(engine=self, allow_nested=allow_nested)
+
+
+async def connect() -> asyncpg.Connection:
+    """A dedicated connection (not from the pool), e.g. for LISTEN. A server that is
+    down raises :class:`DatabaseUnavailable`."""
+    try:
+        return await asyncpg.connect(**connect_kwargs())
+    except _FAULTS as e:
+        _reraise(_typed(e, None), e)
 
 
 # --------------------------------------------------------------------------- #
@@ -248,18 +325,23 @@ async def connection(conn: asyncpg.Connection | None = None) -> AsyncIterator[as
     eng = engine()
     current = eng.current_transaction.get()
     if current is not None:
-        c = current.connection
-        if c is None or _closed(c):
-            # Its connection died (a restart); Piccolo would keep it as the current
-            # transaction for ever. End it and say so, once: the next call works.
-            await _end_dead_transaction(eng, current)
-            raise DatabaseUnavailable("the Piccolo transaction in progress lost its connection")
+        c = getattr(current, "connection", None)
+        if c is None or current._rolled_back or _closed(c):
+            # Its connection died (a restart). Inside its block, every call says so; a
+            # plain PostgresEngine would also keep it current after the block, so it is
+            # ended here and the next call works (see Engine).
+            keep = isinstance(eng, Engine)
+            await _end_dead_transaction(eng, current, keep_current=keep)
+            raise DatabaseUnavailable(
+                "the Piccolo transaction in progress lost its connection; the server "
+                "rolled it back - leave its block and repeat it"
+            )
         try:
             yield c
         except _FAULTS as e:
             typed = _typed(e, c)
             if isinstance(typed, DatabaseUnavailable):
-                await _end_dead_transaction(eng, current)
+                await _end_dead_transaction(eng, current, keep_current=isinstance(eng, Engine))
             _reraise(typed, e)
         return
     try:

@@ -32,18 +32,23 @@ import asyncio
 import contextlib
 import datetime as dt
 import functools
+import logging
 import os
 import socket
+import time
 import uuid
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
 from agent_app import db
-from agent_app.errors import LeaseLost, RuleViolation
+from agent_app.errors import DatabaseUnavailable, LeaseLost, RuleViolation
 from agent_app.tables import MAX_MESSAGE_PRIORITY
+
+T = TypeVar("T")
+_log = logging.getLogger(__name__)
 
 CHANNEL = "agent_messages"
 DEFAULT_LEASE = dt.timedelta(seconds=30)
@@ -513,6 +518,43 @@ async def redrive(
     return len(rows)
 
 
+# The heartbeat of a whole batch: extend every listed message still held by this
+# worker at this attempt, in one statement; the ones not returned were lost.
+EXTEND_HELD = """
+UPDATE agent.messages AS m
+   SET lease_expires_at = now() + $4::interval
+ WHERE m.id = ANY($1::bigint[]) AND m.lease_expires_at IS NOT NULL AND m.claimed_by = $2
+   AND m.attempts = ($3::int[])[array_position($1::bigint[], m.id)]
+RETURNING m.id
+"""
+
+# release what is still held, skipping (not refusing) the lost ones
+RELEASE_HELD = f"""
+UPDATE agent.messages AS m
+   SET status = 'pending', attempts = m.attempts - 1, claimed_by = NULL,
+       lease_expires_at = NULL, claimed_at = NULL, available_at = now()
+ WHERE m.id = ANY($1::bigint[]) AND m.lease_expires_at IS NOT NULL AND m.claimed_by = $2
+   AND m.attempts = ($3::int[])[array_position($1::bigint[], m.id)]
+RETURNING m.id, pg_notify('{CHANNEL}', m.recipient_id::text)
+"""
+
+
+async def _extend_held(
+    messages: Sequence[Message], worker_id: str, lease: dt.timedelta
+) -> set[int]:
+    """Extend the leases still held among ``messages``; returns their ids."""
+    ids, attempts = _lease_args(messages)
+    rows = await db.fetch(EXTEND_HELD, ids, worker_id, attempts, lease)
+    return {r["id"] for r in rows}
+
+
+async def _release_held(messages: Sequence[Message], worker_id: str) -> set[int]:
+    """Release the messages still held among ``messages``; returns their ids."""
+    ids, attempts = _lease_args(messages)
+    rows = await db.fetch(RELEASE_HELD, ids, worker_id, attempts)
+    return {r["id"] for r in rows}
+
+
 # --------------------------------------------------------------------------- #
 # Consumer loop
 # --------------------------------------------------------------------------- #
@@ -522,14 +564,37 @@ class Consumer:
     """A long-running consumer: ``async for message in consumer`` yields claimed
     messages; the handler then calls :meth:`ack` or :meth:`fail`.
 
-    * It waits for work without spinning: it LISTENs on ``agent_messages`` and wakes
-      within milliseconds of a send to one of its recipients, and polls every
+    What a worker may rely on:
+
+    * **Wake-ups.** It LISTENs on ``agent_messages`` on a dedicated connection and wakes
+      within milliseconds of a send to one of its recipients; it polls every
       ``poll_interval`` seconds in case a notification is lost (or a retry's backoff
-      ends).
-    * While a message is out with the handler, a heartbeat extends its lease every
-      ``lease / 3``, so a slow handler keeps its message.
-    * :meth:`stop` (or leaving ``async with``) ends the iteration; messages claimed
-      but not yet handed out are released, so nothing waits for a lease to expire.
+      ends). If the LISTEN connection is lost (a server restart), it reconnects by
+      itself and looks for work at once (notifications sent meanwhile are lost), so
+      wake-ups return to NOTIFY speed.
+    * **Heartbeat.** Every ``lease / 3`` one statement extends the lease of every
+      message it holds - handed out and not yet acked, and buffered. A transient error
+      (the server restarting) is logged (logger ``agent_app.queue``) and retried; the
+      heartbeat never stops before :meth:`stop`.
+    * **Never a lost message.** A message whose lease was lost (another worker took it
+      after it expired) is never yielded: if no heartbeat has succeeded for a whole
+      lease the buffer is dropped (those messages come back to any worker when their
+      lease ends), and a buffered message whose lease may have run low is re-checked
+      (and extended) before it is yielded. A message already handed out may still
+      lose its lease during a failed heartbeat: then :meth:`ack` raises
+      :class:`~agent_app.errors.LeaseLost` and the message is redelivered - handlers
+      must be idempotent (keyed by ``message.id``).
+    * **Server down.** ``async for`` retries claiming with backoff for up to
+      ``unavailable_timeout`` seconds, then raises
+      :class:`~agent_app.errors.DatabaseUnavailable` (retryable: start a new
+      iteration or a new consumer). :meth:`start` raises it at once.
+    * **Stop.** :meth:`stop` (or leaving ``async with``) ends the iteration, releases
+      the buffered messages (no attempt spent, claimable at once), stops the heartbeat
+      and closes the LISTEN connection - whatever happened before; it never raises an
+      old error. Leaving ``async with`` on an exception also fails (retry with
+      backoff) the messages handed out and not acked, since their handler is gone; a
+      plain :meth:`stop` leaves those to their handlers (ack still works until the
+      lease ends).
     """
 
     def __init__(
@@ -540,17 +605,28 @@ class Consumer:
         batch_size: int = 10,
         lease: dt.timedelta = DEFAULT_LEASE,
         poll_interval: float = 1.0,
+        unavailable_timeout: float = 60.0,
     ) -> None:
         self.recipients = list(recipients)
         self.worker_id = worker_id or default_worker_id()
         self.batch_size = batch_size
         self.lease = lease
         self.poll_interval = poll_interval
+        self.unavailable_timeout = unavailable_timeout
+        #: How many times the LISTEN connection was (re)opened, and heartbeats that
+        #: failed - for monitoring.
+        self.listener_connects = 0
+        self.heartbeat_failures = 0
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._listening = asyncio.Event()
         self._buffer: list[Message] = []
         self._in_flight: dict[int, Message] = {}
+        # monotonic time until which every held lease is known to run (measured from
+        # before the statement that set it was sent)
+        self._held_until = 0.0
         self._listener: asyncpg.Connection | None = None
+        self._listen_task: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self._targets = {str(r) for r in self.recipients}
 
@@ -558,62 +634,200 @@ class Consumer:
         await self.start()
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
+    async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc is not None and self._in_flight:
+            abandoned = list(self._in_flight.values())
+            self._in_flight.clear()
+            try:
+                await fail(abandoned, self.worker_id, f"handler left the consumer: {exc!r}")
+            except Exception as e:  # lost leases or a server that is down: they expire
+                _log.warning("could not fail abandoned messages %s: %r", abandoned, e)
         await self.stop()
 
     async def start(self) -> None:
-        """Open the LISTEN connection and the heartbeat."""
-        eng = db.engine()
-        self._listener = await asyncpg.connect(**eng.config)
-        await self._listener.add_listener(CHANNEL, self._on_notify)
+        """Open the LISTEN connection and start the heartbeat. Raises
+        :class:`~agent_app.errors.DatabaseUnavailable` if the server is down."""
+        self._stopping.clear()
+        first = await self._connect_listener()
+        self._listen_task = asyncio.create_task(self._listen(first))
         self._heartbeat = asyncio.create_task(self._beat())
+
+    async def _connect_listener(self) -> tuple[asyncpg.Connection, asyncio.Event]:
+        conn = await db.connect()
+        lost = asyncio.Event()
+        conn.add_termination_listener(lambda _c: lost.set())
+        try:
+            await conn.add_listener(CHANNEL, self._on_notify)
+        except Exception as e:
+            conn.terminate()
+            raise DatabaseUnavailable(f"{type(e).__name__}: {e}") from e
+        self._listener = conn
+        self.listener_connects += 1
+        self._listening.set()
+        self._wake.set()  # anything sent while we were not listening
+        return conn, lost
+
+    async def _listen(self, first: tuple[asyncpg.Connection, asyncio.Event]) -> None:
+        """Keep a LISTEN connection open, reconnecting with backoff after it is lost."""
+        current: tuple[asyncpg.Connection, asyncio.Event] | None = first
+        backoff = 0.05
+        while not self._stopping.is_set():
+            try:
+                if current is None:
+                    current = await self._connect_listener()
+                    _log.info("consumer %s: listening again", self.worker_id)
+                    backoff = 0.05
+                await current[1].wait()
+                _log.warning("consumer %s: LISTEN connection lost; reconnecting", self.worker_id)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                _log.warning("consumer %s: cannot LISTEN yet: %r", self.worker_id, e)
+                await self._sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+            finally:
+                self._listening.clear()
+                if current is not None:
+                    current[0].terminate()
+                    self._listener = None
+                    current = None
 
     def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
         if payload in self._targets:
             self._wake.set()
 
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep, but wake up at once when stopping."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
     async def stop(self) -> None:
-        """Stop: release unhanded messages, close the listener. Idempotent."""
+        """Stop: release the buffered messages, stop the heartbeat, close the listener.
+        Idempotent; never raises (problems are logged)."""
         self._stopping.set()
         self._wake.set()
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._heartbeat
-            self._heartbeat = None
-        if self._buffer:
-            with contextlib.suppress(LeaseLost):
-                await release(self._buffer, self.worker_id)
-            self._buffer.clear()
+        for task in (self._heartbeat, self._listen_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+        self._heartbeat = self._listen_task = None
         if self._listener is not None:
-            with contextlib.suppress(Exception):
-                await self._listener.close()
+            self._listener.terminate()
             self._listener = None
+        self._listening.clear()
+        buffered, self._buffer = self._buffer, []
+        if buffered:
+            try:
+                await _release_held(buffered, self.worker_id)
+            except Exception as e:  # a server that is down: the leases expire instead
+                _log.warning(
+                    "consumer %s: could not release %d buffered messages: %r",
+                    self.worker_id,
+                    len(buffered),
+                    e,
+                )
+
+    def _held(self) -> list[Message]:
+        return [*self._in_flight.values(), *self._buffer]
+
+    async def _renew(self, messages: list[Message]) -> None:
+        """Extend the leases of ``messages`` in one statement; forget the lost ones."""
+        sent_at = time.monotonic()
+        kept = await _extend_held(messages, self.worker_id, self.lease)
+        # (one acked meanwhile is not lost: it is simply no longer held)
+        lost = ({m.id for m in messages} - kept) & {m.id for m in self._held()}
+        if lost:
+            _log.warning("consumer %s: lost the lease on %s", self.worker_id, sorted(lost))
+            self._buffer = [m for m in self._buffer if m.id not in lost]
+            for i in lost:
+                self._in_flight.pop(i, None)
+        if {m.id for m in self._held()} <= kept:
+            self._held_until = sent_at + self.lease.total_seconds()
 
     async def _beat(self) -> None:
         interval = self.lease.total_seconds() / 3
+        wait = interval
         while True:
-            await asyncio.sleep(interval)
-            held = list(self._in_flight.values()) + self._buffer
-            for m in held:
-                try:
-                    await extend_lease(m, self.worker_id, self.lease)
-                except LeaseLost:
-                    self._in_flight.pop(m.id, None)
+            await asyncio.sleep(wait)
+            wait = interval
+            held = self._held()
+            if not held:
+                continue
+            try:
+                await self._renew(held)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                self.heartbeat_failures += 1
+                _log.warning("consumer %s: heartbeat failed: %r", self.worker_id, e)
+                self._drop_buffer_if_expired()
+                wait = min(interval, 0.5)  # try again soon: the leases are running out
+
+    def _drop_buffer_if_expired(self) -> None:
+        if self._buffer and time.monotonic() >= self._held_until:
+            _log.warning(
+                "consumer %s: no heartbeat for a whole lease; dropping %d buffered "
+                "messages (they return to pending when their lease ends)",
+                self.worker_id,
+                len(self._buffer),
+            )
+            self._buffer = []
+
+    async def _retrying(self, operation: Callable[[], Awaitable[T]]) -> T:
+        """Run ``operation`` until the server answers, at most ``unavailable_timeout``
+        seconds, then raise the last DatabaseUnavailable."""
+        deadline = time.monotonic() + self.unavailable_timeout
+        backoff = 0.05
+        while True:
+            try:
+                return await operation()
+            except DatabaseUnavailable as e:
+                if time.monotonic() >= deadline or self._stopping.is_set():
+                    raise
+                _log.warning("consumer %s: database unavailable, retrying: %s", self.worker_id, e)
+                await self._sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
 
     def __aiter__(self) -> AsyncIterator[Message]:
         return self._iterate()
 
     async def _iterate(self) -> AsyncIterator[Message]:
+        margin = self.lease.total_seconds() / 3
         while not self._stopping.is_set():
+            self._drop_buffer_if_expired()
+            if self._buffer and time.monotonic() >= self._held_until - margin:
+                # The heartbeat is late (the server was away): make sure these are
+                # still ours before handing one out.
+                try:
+                    await self._retrying(lambda: self._renew(list(self._buffer)))
+                except DatabaseUnavailable:
+                    self._drop_buffer_if_expired()
+                    raise
+                continue
             if not self._buffer:
                 self._wake.clear()
-                self._buffer = await claim(
-                    self.worker_id, self.recipients, limit=self.batch_size, lease=self.lease
+                sent_at = time.monotonic()
+                claimed = await self._retrying(
+                    lambda: claim(
+                        self.worker_id, self.recipients, limit=self.batch_size, lease=self.lease
+                    )
                 )
-                if not self._buffer:
-                    await self._idle()
+                if self._stopping.is_set():
+                    self._buffer = claimed  # stop() may already have run: give them back
+                    if claimed:
+                        with contextlib.suppress(Exception):
+                            await _release_held(claimed, self.worker_id)
+                        self._buffer = []
+                    return
+                if not claimed:
+                    await self._retrying(self._idle)
                     continue
+                if not self._held():
+                    self._held_until = sent_at + self.lease.total_seconds()
+                else:
+                    self._held_until = min(self._held_until, sent_at + self.lease.total_seconds())
+                self._buffer = claimed
             message = self._buffer.pop(0)
             self._in_flight[message.id] = message
             yield message
@@ -628,12 +842,30 @@ class Consumer:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout)
 
-    async def ack(self, message: Message) -> None:
-        """Ack a message this consumer handed out (see :func:`ack`)."""
+    async def ack(self, message: Message, *, conn: asyncpg.Connection | None = None) -> None:
+        """Ack a message this consumer handed out (see :func:`ack`; ``conn`` to ack in
+        the handler's own transaction). The heartbeat keeps the lease until the ack
+        succeeds or the lease is lost, so an ack that raised
+        :class:`~agent_app.errors.DatabaseUnavailable` may simply be repeated."""
+        try:
+            await ack(message, self.worker_id, conn=conn)
+        except LeaseLost:
+            self._in_flight.pop(message.id, None)
+            raise
         self._in_flight.pop(message.id, None)
-        await ack(message, self.worker_id)
 
-    async def fail(self, message: Message, error: str, *, retry: bool = True) -> None:
+    async def fail(
+        self,
+        message: Message,
+        error: str,
+        *,
+        retry: bool = True,
+        conn: asyncpg.Connection | None = None,
+    ) -> None:
         """Fail a message this consumer handed out (see :func:`fail`)."""
+        try:
+            await fail(message, self.worker_id, error, retry=retry, conn=conn)
+        except LeaseLost:
+            self._in_flight.pop(message.id, None)
+            raise
         self._in_flight.pop(message.id, None)
-        await fail(message, self.worker_id, error, retry=retry)
