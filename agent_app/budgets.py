@@ -26,6 +26,7 @@ import asyncpg
 from agent_app import db
 from agent_app.enums import BudgetResource
 from agent_app.errors import BudgetExceeded, NotFound, RuleViolation, translate
+from agent_app.validation import validated
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,7 @@ async def _guarded(
     raise BudgetExceeded(agent_id, resource.value, asked, row["free"], by=by)
 
 
+@validated
 async def reserve(
     agent_id: uuid.UUID,
     resource: BudgetResource,
@@ -137,6 +139,7 @@ async def reserve(
     return Reservation(agent_id, resource, value)
 
 
+@validated
 async def commit(
     reservation: Reservation, actual: Decimal | int | str, *, conn: asyncpg.Connection | None = None
 ) -> None:
@@ -157,6 +160,7 @@ async def commit(
     )
 
 
+@validated
 async def release(reservation: Reservation, *, conn: asyncpg.Connection | None = None) -> None:
     """Give a reservation back unused."""
     await _guarded(
@@ -171,6 +175,7 @@ async def release(reservation: Reservation, *, conn: asyncpg.Connection | None =
     )
 
 
+@validated
 async def charge(
     agent_id: uuid.UUID,
     resource: BudgetResource,
@@ -183,6 +188,7 @@ async def charge(
     await _guarded(CHARGE, agent_id, resource, value, asked=value, by="asked to use", conn=conn)
 
 
+@validated
 async def books(agent_id: uuid.UUID, *, conn: asyncpg.Connection | None = None) -> list[Books]:
     """The agent's budgets, one per resource."""
     async with db.connection(conn) as c:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +26,7 @@ import asyncpg
 
 from agent_app import db
 from agent_app.errors import AgentAppError, NotFound, RuleViolation
+from agent_app.validation import validated
 
 _COLUMNS = (
     "id, agent_id, sequence, parent_checkpoint_id, state_hash, schema_version, label, created_at"
@@ -48,8 +48,9 @@ class Checkpoint:
 
 
 def canonical(state: Any) -> str:
-    """The canonical JSON of a state: sorted keys, no spaces - equal states, equal text."""
-    return json.dumps(state, sort_keys=True, separators=(",", ":"), default=str)
+    """The canonical JSON of a state: sorted keys, no spaces - equal states, equal text.
+    What JSON cannot hold exactly (a set, bytes, NaN …) is refused, never stringified."""
+    return db.dumps(state, sort_keys=True)
 
 
 def state_hash(text: str) -> str:
@@ -79,6 +80,7 @@ SELECT c.id, c.agent_id, c.sequence, c.parent_checkpoint_id, c.state_hash, c.sch
 """
 
 
+@validated
 async def save(
     agent_id: uuid.UUID,
     state: Any,
@@ -125,6 +127,7 @@ async def _save_in_turn(
     )
 
 
+@validated
 async def load_latest(
     agent_id: uuid.UUID, *, conn: asyncpg.Connection | None = None
 ) -> Checkpoint | None:
@@ -142,6 +145,7 @@ async def load_latest(
     return Checkpoint(**values)
 
 
+@validated
 async def history(
     agent_id: uuid.UUID,
     *,
@@ -186,6 +190,7 @@ DELETE FROM agent.checkpoints AS c USING doomed WHERE c.id = doomed.id
 """
 
 
+@validated
 async def prune(
     *,
     agent_id: uuid.UUID | None = None,
@@ -219,6 +224,7 @@ async def prune(
             return deleted
 
 
+@validated
 async def get(checkpoint_id: uuid.UUID, *, conn: asyncpg.Connection | None = None) -> Checkpoint:
     row = await db.fetchrow(
         f"SELECT {_COLUMNS}, state_snapshot::text AS state FROM agent.checkpoints WHERE id = $1",

@@ -27,6 +27,7 @@ import asyncpg
 from agent_app import db
 from agent_app.enums import CtaKind, FeaturePhase
 from agent_app.errors import AgentAppError, NotFound, RuleViolation
+from agent_app.validation import validated
 
 CHANNEL = "agent_cta"
 
@@ -69,6 +70,7 @@ def _question(row: asyncpg.Record) -> Question:
     return Question(**v)
 
 
+@validated
 async def ask(
     run_id: uuid.UUID,
     kind: CtaKind,
@@ -98,6 +100,7 @@ async def ask(
     return _question(row)
 
 
+@validated
 async def get(cta_id: uuid.UUID, *, conn: asyncpg.Connection | None = None) -> Question:
     row = await db.fetchrow(
         f"SELECT {_COLUMNS} FROM agent.cta_events WHERE id = $1", cta_id, conn=conn
@@ -107,6 +110,7 @@ async def get(cta_id: uuid.UUID, *, conn: asyncpg.Connection | None = None) -> Q
     return _question(row)
 
 
+@validated
 async def answer(
     cta_id: uuid.UUID,
     response: Any,
@@ -137,6 +141,7 @@ async def answer(
     return _question(row)
 
 
+@validated
 async def wait(
     cta_id: uuid.UUID, timeout: float, *, conn: asyncpg.Connection | None = None
 ) -> Question:
@@ -176,6 +181,7 @@ async def wait(
         await listener.close()
 
 
+@validated
 async def expire(*, run_id: uuid.UUID | None = None, conn: asyncpg.Connection | None = None) -> int:
     """Close every unanswered, unexpired question (of one run, or all) now; waiters wake
     and get ``cta_expired``. Returns how many were closed."""

@@ -94,10 +94,11 @@ from contextlib import asynccontextmanager
 from typing import Any, NoReturn, TypeVar
 
 import asyncpg
+from asyncpg.exceptions._base import DataError as _ArgumentDataError
 from piccolo.engine import engine_finder
 from piccolo.engine.postgres import PostgresEngine, PostgresTransaction
 
-from agent_app.errors import Contention, DatabaseUnavailable, translate
+from agent_app.errors import Contention, DatabaseUnavailable, InvalidArgument, translate
 
 T = TypeVar("T")
 
@@ -364,6 +365,8 @@ def _reraise(typed: BaseException, original: BaseException) -> NoReturn:
 
 
 def _typed(error: BaseException, conn: asyncpg.Connection | None) -> BaseException:
+    if isinstance(error, _ArgumentDataError):  # asyncpg could not encode an argument
+        return InvalidArgument("query_argument", "an argument", str(error), show_value=False)
     if is_connection_error(error, conn):
         return DatabaseUnavailable(f"{type(error).__name__}: {error}")
     if isinstance(error, asyncpg.PostgresError):
@@ -462,8 +465,16 @@ async def execute(sql: str, *args: Any, conn: asyncpg.Connection | None = None) 
         return str(await c.execute(sql, *args))
 
 
-def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), default=str)
+def dumps(value: Any, *, sort_keys: bool = False) -> str:
+    """Compact JSON for a JSONB parameter. Refuses (``json_round_trip``) what JSON cannot
+    hold exactly - sets, bytes, arbitrary objects, NaN and infinities - instead of
+    storing a stand-in string; :mod:`agent_app.validation` names the parameter first."""
+    try:
+        return json.dumps(value, separators=(",", ":"), allow_nan=False, sort_keys=sort_keys)
+    except (TypeError, ValueError, RecursionError) as e:
+        raise InvalidArgument(
+            "json_round_trip", "a JSON value", f"is not JSON ({e})", value
+        ) from None
 
 
 def loads(value: str | None) -> Any:

@@ -8,6 +8,7 @@ these is raised, the call changed nothing.
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -58,6 +59,40 @@ class Contention(AgentAppError):
     retryable = True
 
 
+class InvalidArgument(RuleViolation):
+    """An argument was refused before anything was sent to the database (by
+    :mod:`agent_app.validation`), or the database refused a value as data (a wrong type,
+    a number out of range, a string too long, a NUL byte, a timestamp out of range).
+    ``rule`` names the rule, ``parameter`` the argument (or column) and ``value`` is the
+    value refused. Nothing was changed. It is a :class:`RuleViolation`, so code that
+    catches refusals by ``rule`` keeps working."""
+
+    def __init__(
+        self,
+        rule: str,
+        parameter: str,
+        problem: str,
+        value: Any = None,
+        *,
+        show_value: bool = True,
+        table: str | None = None,
+    ) -> None:
+        self.parameter, self.value = parameter, value
+        got = f", got {short_repr(value)}" if show_value else ""
+        super().__init__(rule, f"{rule}: {parameter} {problem}{got}", table=table)
+
+
+def short_repr(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters (a 10 MB string is named, not printed)."""
+    try:
+        text = repr(value)
+    except Exception:  # a hostile __repr__
+        text = f"<{type(value).__name__}>"
+    if len(text) > limit:
+        text = f"{text[: limit - 20]}…{text[-12:]} ({len(text)} chars)"
+    return text
+
+
 class NotFound(AgentAppError):
     rule = "not_found"
 
@@ -98,8 +133,9 @@ class AlreadyFinished(AgentAppError):
 
 
 class LeaseLost(AgentAppError):
-    """The message is no longer claimed under this lease: it was acked, failed or
-    re-claimed by another worker after the lease expired."""
+    """The message is no longer claimed under this lease: its lease expired (by the
+    database's clock, whether or not anyone re-claimed it yet), or it was acked, failed,
+    released or re-claimed by another worker."""
 
     rule = "lease_lost"
 
@@ -109,13 +145,61 @@ class LeaseLost(AgentAppError):
         super().__init__(f"worker {worker_id!r} no longer holds the lease on message(s) {ids}")
 
 
+#: Rule names for the data errors (SQLSTATE class 22) a caller's value can cause.
+_DATA_RULES = {
+    "22001": "value_too_long",  # string_data_right_truncation
+    "22003": "numeric_out_of_range",
+    "22004": "null_value_not_allowed",
+    "22007": "invalid_datetime_format",
+    "22008": "datetime_out_of_range",  # datetime_field_overflow
+    "22015": "interval_out_of_range",
+    "22021": "invalid_encoding",  # character_not_in_repertoire (e.g. a NUL byte)
+    "22023": "invalid_parameter_value",
+    "22P02": "invalid_text_representation",
+    "22P05": "untranslatable_character",  # e.g. \u0000 in JSONB
+    "2202E": "array_subscript",
+}
+
+# "COPY agent_steps, line 2, column cost_usd: \"NaN\"" - where COPY says which column.
+_COPY_CONTEXT = re.compile(r"COPY (\w+), line (\d+)(?:, column (\w+))?")
+
+
 def translate(error: asyncpg.PostgresError) -> AgentAppError | asyncpg.PostgresError:
-    """Map a database refusal to a :class:`RuleViolation` naming its rule, a deadlock or
-    serialization failure to :class:`Contention`."""
+    """Map a database error a caller can cause to a typed error:
+
+    * a constraint (CHECK, UNIQUE, foreign key, exclusion, trigger rule) →
+      :class:`RuleViolation` named after the constraint;
+    * NOT NULL (no constraint name before PostgreSQL 18) → :class:`RuleViolation`
+      ``<table>_<column>_not_null`` (PostgreSQL 18's own name for it);
+    * a data error (class 22: invalid text representation, numeric out of range, value
+      too long, invalid encoding or NUL byte, datetime overflow …), from a statement or
+      from COPY → :class:`InvalidArgument` naming the rule and, where PostgreSQL says,
+      the column (COPY's row too);
+    * deadlock or serialization failure → :class:`Contention`.
+
+    Anything else (a bug in agent_app's SQL) is returned unchanged."""
     if isinstance(error, asyncpg.TransactionRollbackError):
         return Contention(f"{type(error).__name__}: {error}")
+    table: Any = getattr(error, "table_name", None)
+    column: Any = getattr(error, "column_name", None)
+    if isinstance(error, asyncpg.NotNullViolationError):
+        not_null = f"{table}_{column}_not_null"
+        return RuleViolation(not_null, f"{not_null}: {column} must not be null ({error})",
+                             table=table)  # fmt: skip
     if isinstance(error, asyncpg.IntegrityConstraintViolationError):
-        name: Any = getattr(error, "constraint_name", None)
-        if name:
-            return RuleViolation(name, str(error), table=getattr(error, "table_name", None))
+        constraint: Any = getattr(error, "constraint_name", None)
+        if constraint:
+            return RuleViolation(constraint, str(error), table=table)
+        return RuleViolation("integrity", str(error), table=table)
+    if isinstance(error, asyncpg.DataError):
+        rule = _DATA_RULES.get(getattr(error, "sqlstate", ""), "invalid_data")
+        where = ""
+        copied = _COPY_CONTEXT.search(str(getattr(error, "context", None) or ""))
+        if copied:
+            table = copied.group(1)
+            column = copied.group(3) or column
+            where = f" (COPY into {table}, row {int(copied.group(2)) - 1})"
+        target = f"{table}.{column}" if table and column else column or "a value"
+        return InvalidArgument(rule, target, f"refused by the database: {error}{where}",
+                               show_value=False, table=table)  # fmt: skip
     return error

@@ -41,6 +41,7 @@ from agent_app.errors import (
     NotFound,
 )
 from agent_app.tables import MAX_AGENT_DEPTH
+from agent_app.validation import validated
 
 _TERMINAL = [s.value for s in TERMINAL_AGENT_STATUSES]
 _COLUMNS = "id, run_id, parent_id, depth_level, agent_type, name, status"
@@ -121,6 +122,7 @@ async def _add_budgets(
             raise
 
 
+@validated
 async def create_root(
     agent_type: AgentType,
     name: str,
@@ -143,6 +145,7 @@ async def create_root(
     return await db.run(create, conn)
 
 
+@validated
 async def spawn_child(
     parent_id: uuid.UUID,
     agent_type: AgentType,
@@ -205,6 +208,7 @@ SELECT b.id FROM agent.budgets b JOIN agent.agents a ON a.id = b.agent_id
 """
 
 
+@validated
 async def finish(
     agent_id: uuid.UUID,
     status: AgentStatus = AgentStatus.completed,
@@ -260,6 +264,7 @@ async def _finish(c: asyncpg.Connection, agent_id: uuid.UUID, final: AgentStatus
     return Finished(_info(done), [a.id for a in live], cancelled)
 
 
+@validated
 async def get(agent_id: uuid.UUID, *, conn: asyncpg.Connection | None = None) -> AgentInfo:
     async with db.connection(conn) as c:
         row = await c.fetchrow(f"SELECT {_COLUMNS} FROM agent.agents WHERE id = $1", agent_id)
@@ -268,6 +273,7 @@ async def get(agent_id: uuid.UUID, *, conn: asyncpg.Connection | None = None) ->
     return _info(row)
 
 
+@validated
 async def subtree(
     agent_id: uuid.UUID, *, max_depth: int | None = None, conn: asyncpg.Connection | None = None
 ) -> list[AgentInfo]:
@@ -285,6 +291,7 @@ async def subtree(
     return [_info(r) for r in rows]
 
 
+@validated
 async def ancestors(
     agent_id: uuid.UUID, *, conn: asyncpg.Connection | None = None
 ) -> list[AgentInfo]:

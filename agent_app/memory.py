@@ -17,6 +17,7 @@ import asyncpg
 from agent_app import db
 from agent_app.enums import FeaturePhase, MemoryKind
 from agent_app.errors import RuleViolation
+from agent_app.validation import validated
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ def _memory(row: asyncpg.Record) -> Memory:
     return Memory(**values)
 
 
+@validated
 async def add(
     run_id: uuid.UUID,
     phase: FeaturePhase,
@@ -80,6 +82,7 @@ SELECT {_COLUMNS} FROM agent.memory_records
 """
 
 
+@validated
 async def query(
     run_id: uuid.UUID,
     *,

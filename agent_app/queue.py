@@ -15,8 +15,12 @@ What a worker may rely on:
   :func:`extend_lease` is the heartbeat.
 * **Acks are checked.** :func:`ack`, :func:`fail`, :func:`extend_lease` and
   :func:`release` act only while the caller still holds the lease (same worker,
-  same attempt); otherwise they raise :class:`~agent_app.errors.LeaseLost` and
-  change nothing.
+  same attempt) **and it has not expired** by the database's clock
+  (``lease_expires_at > now()``); otherwise they raise
+  :class:`~agent_app.errors.LeaseLost` and change nothing. An expired lease is lost
+  even before anyone re-claims the message: the holder cannot ack work another worker
+  may already be redoing, and :func:`extend_lease` cannot revive it - heartbeat well
+  within the lease (:class:`Consumer` beats every ``lease / 3``).
 * **Retries.** :func:`fail` puts the message back with exponential backoff
   (``RETRY_BASE * 2 ** (attempts - 1)``, capped at ``RETRY_MAX``) until
   ``max_attempts``, then ``dead``. :func:`redrive` brings dead messages back.
@@ -46,6 +50,7 @@ import asyncpg
 from agent_app import db
 from agent_app.errors import DatabaseUnavailable, LeaseLost, RuleViolation
 from agent_app.tables import MAX_MESSAGE_PRIORITY
+from agent_app.validation import validated
 
 T = TypeVar("T")
 _log = logging.getLogger(__name__)
@@ -210,14 +215,15 @@ CLAIM_MANY = _CLAIM.format(recipients="recipient_id = ANY($1::uuid[])")
 # update the listed messages still held by this worker at this attempt; if that is not
 # every one of them, raise_rule() aborts the statement, so nothing changes and no
 # explicit transaction (three round trips) is needed. "id = ANY" is a primary-key lookup;
-# "still claimed" is written as "has a lease" (equivalent under the claim_has_lease CHECK)
-# so the planner is not tempted to scan the partial index of all claimed messages.
+# "still claimed" is written as "has an unexpired lease" (claimed, under the
+# claim_has_lease CHECK, and not past its end: an expired lease is lost), so the planner
+# is not tempted to scan the partial index of all claimed messages.
 # Each message's attempt is looked up by its position in the list.
 _HELD = """
 WITH changed AS (
     UPDATE agent.messages AS m
        SET {set}
-     WHERE m.id = ANY($1::bigint[]) AND m.lease_expires_at IS NOT NULL AND m.claimed_by = $2
+     WHERE m.id = ANY($1::bigint[]) AND m.lease_expires_at > now() AND m.claimed_by = $2
        AND m.attempts = ($3::int[])[array_position($1::bigint[], m.id)]
     RETURNING {returning}
 )
@@ -229,7 +235,7 @@ SELECT * FROM changed
 NOT_HELD = """
 SELECT t.id FROM unnest($1::bigint[], $3::int[]) AS t(id, attempts)
  WHERE NOT EXISTS (SELECT 1 FROM agent.messages AS m
-                    WHERE m.id = t.id AND m.status = 'claimed' AND m.claimed_by = $2
+                    WHERE m.id = t.id AND m.lease_expires_at > now() AND m.claimed_by = $2
                       AND m.attempts = t.attempts)
 """
 
@@ -309,6 +315,7 @@ def _check_priority(priority: int) -> None:
         )
 
 
+@validated
 async def send(
     recipient_id: uuid.UUID,
     kind: str,
@@ -336,6 +343,7 @@ async def send(
     return message_id
 
 
+@validated
 async def send_many(
     messages: Iterable[Outgoing], *, conn: asyncpg.Connection | None = None
 ) -> list[int]:
@@ -380,6 +388,7 @@ def _message(row: asyncpg.Record) -> Message:
     return Message(*row.values())  # CLAIM returns the columns in Message's field order
 
 
+@validated
 async def claim(
     worker_id: str,
     recipients: Sequence[uuid.UUID],
@@ -439,6 +448,7 @@ async def _held(
     return list(rows)
 
 
+@validated
 async def ack(
     messages: Message | Sequence[Message],
     worker_id: str,
@@ -450,6 +460,7 @@ async def ack(
     await _held(ACK, messages, worker_id, conn=conn)
 
 
+@validated
 async def extend_lease(
     messages: Message | Sequence[Message],
     worker_id: str,
@@ -463,6 +474,7 @@ async def extend_lease(
     return min(r["lease_expires_at"] for r in rows)
 
 
+@validated
 async def release(
     messages: Message | Sequence[Message],
     worker_id: str,
@@ -474,6 +486,7 @@ async def release(
     await _held(RELEASE, messages, worker_id, conn=conn)
 
 
+@validated
 async def fail(
     messages: Message | Sequence[Message],
     worker_id: str,
@@ -492,6 +505,7 @@ async def fail(
     return [(r["id"], r["status"], r["available_at"]) for r in rows]
 
 
+@validated
 async def cancel_pending(
     recipients: Sequence[uuid.UUID], *, conn: asyncpg.Connection | None = None
 ) -> int:
@@ -502,6 +516,7 @@ async def cancel_pending(
     return len(rows)
 
 
+@validated
 async def redrive(
     message_ids: Sequence[int] | None = None,
     *,
@@ -597,6 +612,7 @@ class Consumer:
       lease ends).
     """
 
+    @validated
     def __init__(
         self,
         recipients: Sequence[uuid.UUID],
@@ -842,6 +858,7 @@ class Consumer:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout)
 
+    @validated
     async def ack(self, message: Message, *, conn: asyncpg.Connection | None = None) -> None:
         """Ack a message this consumer handed out (see :func:`ack`; ``conn`` to ack in
         the handler's own transaction). The heartbeat keeps the lease until the ack
@@ -854,6 +871,7 @@ class Consumer:
             raise
         self._in_flight.pop(message.id, None)
 
+    @validated
     async def fail(
         self,
         message: Message,

@@ -32,6 +32,7 @@ import asyncpg
 from agent_app import db, transitions
 from agent_app.enums import WORKING_PHASES, FeaturePhase, PhaseStatus
 from agent_app.errors import NotFound, RuleViolation
+from agent_app.validation import validated
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,7 @@ def _phase(row: Mapping[str, Any]) -> Phase:
     return Phase(**values)
 
 
+@validated
 async def create_run(
     title: str,
     request: str,
@@ -158,6 +160,7 @@ async def create_run(
     return _run(row)
 
 
+@validated
 async def get_run(run_id: uuid.UUID, *, conn: asyncpg.Connection | None = None) -> Run:
     row = await db.fetchrow(
         f"SELECT {_RUN} FROM agent.feature_runs WHERE id = $1", run_id, conn=conn
@@ -176,6 +179,7 @@ async def _locked_run(c: asyncpg.Connection, run_id: uuid.UUID) -> Run:
     return _run(row)
 
 
+@validated
 async def start_phase(
     run_id: uuid.UUID, phase: FeaturePhase, *, conn: asyncpg.Connection | None = None
 ) -> Phase:
@@ -234,6 +238,7 @@ async def _finish_phase(
     return _phase(row)
 
 
+@validated
 async def pass_phase(
     phase_result_id: uuid.UUID,
     summary: str | None = None,
@@ -245,6 +250,7 @@ async def pass_phase(
     return await _finish_phase(phase_result_id, PhaseStatus.passed, summary, output, None, conn)
 
 
+@validated
 async def fail_phase(
     phase_result_id: uuid.UUID,
     error: str,
@@ -258,6 +264,7 @@ async def fail_phase(
     return await _finish_phase(phase_result_id, PhaseStatus.failed, summary, output, error, conn)
 
 
+@validated
 async def advance(
     run_id: uuid.UUID,
     *,
@@ -303,6 +310,7 @@ async def advance(
     return _run(row)
 
 
+@validated
 async def fail_run(run_id: uuid.UUID, error: str, *, conn: asyncpg.Connection | None = None) -> Run:
     """End the run as failed from any phase; running attempts are failed with it."""
     async with db.transaction(conn) as c:
@@ -349,6 +357,7 @@ SELECT {", ".join(f"r.{c} AS run_{c}" for c in _RUN.split(", "))},
 _INVOCATION = tuple(f.name for f in dataclasses.fields(InvocationSummary))
 
 
+@validated
 async def timeline(run_id: uuid.UUID, *, conn: asyncpg.Connection | None = None) -> Timeline:
     """The run, its phase attempts in order, and each attempt's invocations with token,
     cost, step and tool-call counts. One statement, so it is one consistent moment even

@@ -24,6 +24,7 @@ import asyncpg
 from agent_app import db
 from agent_app.enums import SandboxSourceType, SandboxStatus, SnapshotStatus, WorkspaceStatus
 from agent_app.errors import NotFound, RuleViolation
+from agent_app.validation import validated
 
 
 class WorkspaceConflict(RuleViolation):
@@ -97,6 +98,7 @@ def _workspace(row: asyncpg.Record) -> Workspace:
     return Workspace(**v)
 
 
+@validated
 async def create(
     source_type: SandboxSourceType,
     provider: str,
@@ -123,6 +125,7 @@ async def create(
     return _sandbox(row)
 
 
+@validated
 async def set_status(
     sandbox_id: uuid.UUID,
     status: SandboxStatus,
@@ -148,6 +151,7 @@ async def set_status(
     return _sandbox(row)
 
 
+@validated
 async def snapshot(
     sandbox_id: uuid.UUID,
     *,
@@ -171,6 +175,7 @@ async def snapshot(
     return _snapshot(row)
 
 
+@validated
 async def delete_snapshot(
     snapshot_id: uuid.UUID, *, conn: asyncpg.Connection | None = None
 ) -> Snapshot:
@@ -186,6 +191,7 @@ async def delete_snapshot(
     return _snapshot(row)
 
 
+@validated
 async def allocate_workspace(
     agent_id: uuid.UUID,
     worktree_path: str,
@@ -238,6 +244,7 @@ _ACTIVE_KEYS = {
 }
 
 
+@validated
 async def release_workspace(
     workspace_id: uuid.UUID,
     *,

@@ -108,6 +108,15 @@ def _non_negative(*columns: str) -> Check:
     return Check(" AND ".join(f"({c} IS NULL OR {c} >= 0)" for c in columns))
 
 
+def _finite(*columns: str) -> Check:
+    """NaN and ±Infinity refused in numeric columns (PostgreSQL 14+ numerics hold both,
+    and NaN sorts above every number, so ``used <= allocated`` would hold for a NaN
+    budget). NaN and Infinity both fail ``< 'Infinity'``; NULL passes."""
+    return Check(
+        " AND ".join(f"({c} > '-Infinity'::numeric AND {c} < 'Infinity'::numeric)" for c in columns)
+    )
+
+
 # --------------------------------------------------------------------------- #
 # Feature pipeline
 # --------------------------------------------------------------------------- #
@@ -325,6 +334,7 @@ class AgentInvocation(Table, tablename="agent_invocations", schema=SCHEMA):
     agent_type_enum = enum_check("agent_type", AgentType)
     finish_reason_enum = enum_check("finish_reason", FinishReason)
     usage_non_negative = _non_negative("input_tokens", "output_tokens", "cost_usd")
+    cost_usd_finite = _finite("cost_usd")
     parent_invocation_not_self = Check("parent_invocation_id IS NULL OR parent_invocation_id <> id")
 
     _indexes = (
@@ -378,6 +388,7 @@ class AgentStep(Table, tablename="agent_steps", schema=SCHEMA):
     usage_non_negative = _non_negative(
         "input_tokens", "output_tokens", "cached_input_tokens", "reasoning_tokens", "cost_usd"
     )
+    cost_usd_finite = _finite("cost_usd")
     # Its index (invocation_id, step_number) is the contract's required index.
     agent_steps_invocation_step_key = Unique(["invocation_id", "step_number"])
 
@@ -505,6 +516,7 @@ class Budget(Table, tablename="budgets", schema=SCHEMA):
     budget_limits = Check(
         "allocated >= 0 AND used >= 0 AND reserved >= 0 AND used + reserved <= allocated"
     )
+    budget_numbers_finite = _finite("allocated", "used", "reserved")
     budgets_agent_resource_key = Unique(["agent_id", "resource"])
 
 

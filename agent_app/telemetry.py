@@ -30,6 +30,7 @@ import asyncpg
 from agent_app import db
 from agent_app.enums import AgentType, FinishReason, ToolOutputType
 from agent_app.errors import NotFound, RuleViolation
+from agent_app.validation import validated
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,7 @@ def _check_result(result: ToolResultIn, where: str = "") -> None:
 # --------------------------------------------------------------------------- #
 
 
+@validated
 async def start_invocation(
     run_id: uuid.UUID,
     phase_result_id: uuid.UUID,
@@ -173,6 +175,7 @@ RETURNING i.input_tokens, i.output_tokens, i.cost_usd
 """
 
 
+@validated
 async def rollup_usage(
     invocation_id: uuid.UUID, *, conn: asyncpg.Connection | None = None
 ) -> tuple[int, int, Decimal]:
@@ -184,6 +187,7 @@ async def rollup_usage(
     return row["input_tokens"], row["output_tokens"], row["cost_usd"]
 
 
+@validated
 async def finish_invocation(
     invocation_id: uuid.UUID,
     *,
@@ -236,6 +240,7 @@ def _json(value: Any) -> str | None:
     return None if value is None else db.dumps(value)
 
 
+@validated
 async def record_step(step: StepIn, *, conn: asyncpg.Connection | None = None) -> uuid.UUID:
     """Store one step with its tool calls (one statement, all or none); returns its id."""
     _check_step(step)
@@ -276,6 +281,7 @@ RETURNING id
 """
 
 
+@validated
 async def record_tool_result(
     result: ToolResultIn, *, conn: asyncpg.Connection | None = None
 ) -> uuid.UUID:
@@ -333,6 +339,7 @@ RETURNING t.id
 """
 
 
+@validated
 async def ingest(
     steps: Sequence[StepIn],
     results: Sequence[ToolResultIn] = (),
