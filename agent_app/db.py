@@ -94,7 +94,6 @@ from contextlib import asynccontextmanager
 from typing import Any, NoReturn, TypeVar
 
 import asyncpg
-from asyncpg.exceptions._base import DataError as _ArgumentDataError
 from piccolo.engine import engine_finder
 from piccolo.engine.postgres import PostgresEngine, PostgresTransaction
 
@@ -365,8 +364,6 @@ def _reraise(typed: BaseException, original: BaseException) -> NoReturn:
 
 
 def _typed(error: BaseException, conn: asyncpg.Connection | None) -> BaseException:
-    if isinstance(error, _ArgumentDataError):  # asyncpg could not encode an argument
-        return InvalidArgument("query_argument", "an argument", str(error), show_value=False)
     if is_connection_error(error, conn):
         return DatabaseUnavailable(f"{type(error).__name__}: {error}")
     if isinstance(error, asyncpg.PostgresError):

@@ -193,6 +193,8 @@ def translate(error: asyncpg.PostgresError) -> AgentAppError | asyncpg.PostgresE
         return RuleViolation("integrity", str(error), table=table)
     if isinstance(error, asyncpg.DataError):
         rule = _DATA_RULES.get(getattr(error, "sqlstate", ""), "invalid_data")
+        if str(error).startswith("invalid input for query argument"):
+            rule = "query_argument"  # asyncpg could not encode it: never sent
         where = ""
         copied = _COPY_CONTEXT.search(str(getattr(error, "context", None) or ""))
         if copied:

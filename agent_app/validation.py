@@ -115,6 +115,8 @@ class Rule:
     max_len: int = MAX_TEXT
     blank_ok: bool = False
     min_items: int = 0
+    #: How an item of a list is named in errors (``{}`` is its index).
+    item_label: str = "[{}]"
 
 
 _NAME = Rule(max_len=MAX_NAME)
@@ -186,6 +188,8 @@ RULES: dict[str, Rule] = {
     "payload_json": Rule(blank_ok=True, max_len=MAX_JSON_CHARS),
     # lists
     "recipients": Rule(min_items=1),
+    "steps": Rule(item_label=" row {} (step)"),
+    "results": Rule(item_label=" row {} (tool result)"),
 }
 _DEFAULT = Rule()
 
@@ -212,7 +216,7 @@ def _uuid(value: Any, where: str) -> uuid.UUID:
     raise invalid("uuid_format", where, "must be a UUID or its string form", value)
 
 
-def _text(rule: Rule) -> Check:
+def _text(rule: Rule, name: str) -> Check:
     def check(value: Any, where: str) -> str:
         if not isinstance(value, str):
             raise invalid("argument_type", where, "must be a str", value)
@@ -221,7 +225,7 @@ def _text(rule: Rule) -> Check:
         if "\x00" in value:
             raise invalid("text_no_nul", where, "contains a NUL character", value)
         if not rule.blank_ok and (not value or value.isspace()):
-            raise invalid("text_not_empty", where, "must not be empty or only whitespace", value)
+            raise invalid(f"{name}_not_empty", where, "must not be empty or only whitespace", value)
         _encodable(value, where)
         return value
 
@@ -243,11 +247,11 @@ def _bool(value: Any, where: str) -> bool:
     return value
 
 
-def _range_rule(rule: Rule, where: str) -> str:
-    return rule.rule or f"{where.rsplit('.', 1)[-1].split('[', 1)[0]}_range"
+def _range_rule(rule: Rule, name: str) -> str:
+    return rule.rule or f"{name}_range"
 
 
-def _int(rule: Rule) -> Check:
+def _int(rule: Rule, name: str) -> Check:
     lo = -_INT64 - 1 if rule.lo is None else rule.lo
     hi = _INT64 if rule.hi is None else rule.hi
 
@@ -255,7 +259,7 @@ def _int(rule: Rule) -> Check:
         if isinstance(value, bool) or not isinstance(value, int):
             raise invalid("argument_type", where, "must be an int (not a bool or float)", value)
         if not lo <= value <= hi:
-            raise invalid(_range_rule(rule, where), where, f"must be in {lo:g}..{hi:g}", value)
+            raise invalid(_range_rule(rule, name), where, f"must be in {lo:g}..{hi:g}", value)
         return int(value)
 
     return check
@@ -293,33 +297,33 @@ def _amount(value: Any, where: str) -> Decimal:
     return amount
 
 
-def _seconds_range(rule: Rule, seconds: float, value: Any, where: str) -> None:
+def _seconds_range(rule: Rule, name: str, seconds: float, value: Any, where: str) -> None:
     lo = 0 if rule.lo is None else rule.lo
     hi = MAX_SECONDS if rule.hi is None else rule.hi
     if not math.isfinite(seconds) or not lo <= seconds <= hi:
         raise invalid(
-            _range_rule(rule, where),
+            _range_rule(rule, name),
             where,
             f"must be finite and between {lo:g} and {hi:g} seconds",
             value,
         )
 
 
-def _duration(rule: Rule) -> Check:
+def _duration(rule: Rule, name: str) -> Check:
     def check(value: Any, where: str) -> dt.timedelta:
         if not isinstance(value, dt.timedelta):
             raise invalid("argument_type", where, "must be a datetime.timedelta", value)
-        _seconds_range(rule, value.total_seconds(), value, where)
+        _seconds_range(rule, name, value.total_seconds(), value, where)
         return value
 
     return check
 
 
-def _seconds(rule: Rule) -> Check:
+def _seconds(rule: Rule, name: str) -> Check:
     def check(value: Any, where: str) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise invalid("argument_type", where, "must be a number of seconds", value)
-        _seconds_range(rule, float(value), value, where)
+        _seconds_range(rule, name, float(value), value, where)
         return value
 
     return check
@@ -333,7 +337,7 @@ def _datetime(value: Any, where: str) -> dt.datetime:
     return value
 
 
-def _enum(cls: type[enum.Enum]) -> Check:
+def _enum(cls: type[enum.Enum], name: str) -> Check:
     allowed = ", ".join(str(m.value) for m in cls)
 
     def check(value: Any, where: str) -> enum.Enum:
@@ -343,7 +347,7 @@ def _enum(cls: type[enum.Enum]) -> Check:
             return cls(value)
         except (ValueError, TypeError):
             raise invalid(
-                "enum_value", where, f"must be a {cls.__name__} ({allowed})", value
+                f"{name}_enum", where, f"must be a {cls.__name__} ({allowed})", value
             ) from None
 
     return check
@@ -360,7 +364,7 @@ def _sequence(item: Check, rule: Rule) -> Check:
                 "must be a list or other iterable of items (not a str or mapping)",
                 value,
             )
-        items = [item(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        items = [item(v, where + rule.item_label.format(i)) for i, v in enumerate(value)]
         if len(items) < rule.min_items:
             raise invalid(
                 f"{where}_not_empty", where, f"needs at least {rule.min_items} item(s)", value
@@ -515,12 +519,14 @@ def _checker(hint: Any, name: str) -> Check:
         if Decimal in members:
             inner: Check = _amount
         elif enums := [m for m in members if isinstance(m, type) and issubclass(m, enum.Enum)]:
-            inner = _enum(enums[0])  # "FinishReason | str": the enum or its value
+            inner = _enum(enums[0], name)  # "FinishReason | str": the enum or its value
         elif len(members) == 1:
             inner = _checker(members[0], name)
         else:
             inner = _first_of([_checker(m, name) for m in members])
         return _optional(inner) if nullable else _not_none(inner)
+    if hint is Any:  # JSON: None is its null
+        return _plain(hint, name, rule)
     return _not_none(_plain(hint, name, rule))
 
 
@@ -535,7 +541,7 @@ def _plain(hint: Any, name: str, rule: Rule) -> Check:
         item = args[0] if args else Any
         return _sequence(_checker(item, name) if item is not Any else _json_item(name), rule)
     if origin in (Mapping, dict):
-        return _mapping(_checker(args[0], name), _checker(args[1], name))
+        return _mapping(_checker(args[0], f"{name}_key"), _checker(args[1], name))
     if not isinstance(hint, type):
         raise TypeError(f"validation: cannot check parameter {name!r} of type {hint!r}")
     if hint is uuid.UUID:
@@ -543,19 +549,19 @@ def _plain(hint: Any, name: str, rule: Rule) -> Check:
     if hint is bool:
         return _bool
     if hint is str:
-        return _text(rule)
+        return _text(rule, name)
     if hint is int:
-        return _int(rule)
+        return _int(rule, name)
     if hint is float:
-        return _seconds(rule)
+        return _seconds(rule, name)
     if hint is Decimal:
         return _amount
     if hint is dt.timedelta:
-        return _duration(rule)
+        return _duration(rule, name)
     if hint is dt.datetime:
         return _datetime
     if issubclass(hint, enum.Enum):
-        return _enum(hint)
+        return _enum(hint, name)
     if dataclasses.is_dataclass(hint):
         return _dataclass(hint)
     raise TypeError(f"validation: cannot check parameter {name!r} of type {hint!r}")
