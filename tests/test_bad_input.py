@@ -301,7 +301,7 @@ def _rule(name: str) -> validation.Rule:
     return validation.RULES.get(name, validation.Rule())
 
 
-def bad_values(hint: Any, name: str, good: Any) -> list[tuple[str, Any]]:
+def bad_values(hint: Any, name: str, good: Any, nullable: bool = False) -> list[tuple[str, Any]]:
     """The bad values for one parameter (or field) of this hint; ``good`` is its valid
     value (dataclass fields are varied one at a time from it)."""
     origin = typing.get_origin(hint)
@@ -316,12 +316,12 @@ def bad_values(hint: Any, name: str, good: Any) -> list[tuple[str, Any]]:
         if any(isinstance(m, type) and issubclass(m, enum.Enum) for m in members):
             return [*out, ("unknown", "nope"), ("int", 3), ("bytes", b"stop")]
         if len(members) == 1:
-            return out + bad_values(members[0], name, good)
+            return bad_values(members[0], name, good, nullable)
         # Message | Sequence[Message]: vary the message, and give non-lists
         dc = next(m for m in members if dataclasses.is_dataclass(m))
         one = good if isinstance(good, dc) else good[0]
         return out + bad_values(dc, name, one) + [("str", "abc"), ("int", 5)]
-    out = [("None", None)]
+    out = [] if nullable else [("None", None)]
     if origin in (Sequence, Iterable, list):
         (item,) = typing.get_args(hint)
         out += [("bare str", "abc"), ("bytes", b"ab"), ("mapping", {"a": 1}), ("int", 7)]
