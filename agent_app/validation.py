@@ -144,6 +144,9 @@ RULES: dict[str, Rule] = {
     "cached_input_tokens": _COUNT,
     "reasoning_tokens": _COUNT,
     "size_bytes": Rule(lo=0, hi=_INT64),
+    # amounts
+    **dict.fromkeys(("amount", "actual", "budgets"), Rule(rule="budget_limits")),
+    "cost_usd": Rule(rule="usage_non_negative"),
     # durations and seconds
     "lease": _LEASE,
     "poll_interval": Rule(lo=0.01, hi=MAX_SECONDS, rule="poll_interval_range"),
@@ -261,6 +264,23 @@ def _int(rule: Rule, name: str) -> Check:
         if not lo <= value <= hi:
             raise invalid(_range_rule(rule, name), where, f"must be in {lo:g}..{hi:g}", value)
         return int(value)
+
+    return check
+
+
+def _amount_of(name: str) -> Check:
+    """Amounts under ``name``'s rule: a negative or oversized budget amount breaks
+    ``budget_limits``, a negative cost ``usage_non_negative``, as in the database."""
+    range_rule = RULES.get(name, _DEFAULT).rule or "amount_range"
+
+    def check(value: Any, where: str) -> Decimal:
+        try:
+            return _amount(value, where)
+        except InvalidArgument as e:
+            if e.rule == "amount_range":
+                e.rule = range_rule
+                e.args = (str(e.args[0]).replace("amount_range", range_rule, 1),)
+            raise
 
     return check
 
@@ -517,7 +537,7 @@ def _checker(hint: Any, name: str) -> Check:
         members = [a for a in typing.get_args(hint) if a is not type(None)]
         nullable = len(members) < len(typing.get_args(hint))
         if Decimal in members:
-            inner: Check = _amount
+            inner: Check = _amount_of(name)
         elif enums := [m for m in members if isinstance(m, type) and issubclass(m, enum.Enum)]:
             inner = _enum(enums[0], name)  # "FinishReason | str": the enum or its value
         elif len(members) == 1:
@@ -555,7 +575,7 @@ def _plain(hint: Any, name: str, rule: Rule) -> Check:
     if hint is float:
         return _seconds(rule, name)
     if hint is Decimal:
-        return _amount
+        return _amount_of(name)
     if hint is dt.timedelta:
         return _duration(rule, name)
     if hint is dt.datetime:

@@ -523,7 +523,7 @@ async def test_nan_and_infinity_are_never_budgets() -> None:
             await budgets.reserve(w.root, T, amount)
     with pytest.raises(InvalidArgument) as huge:
         await budgets.reserve(w.root, T, Decimal("1e200000"))
-    assert huge.value.rule == "amount_range"
+    assert huge.value.rule == "budget_limits"
     assert await state(w) == before
     # Whoever writes: the database refuses NaN and Infinity in every numeric column.
     for value in ("NaN", "Infinity", "-Infinity"):
