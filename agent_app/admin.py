@@ -1,4 +1,5 @@
-"""The operator's view: Piccolo Admin over the fifteen tables.
+"""The operator's view: Piccolo Admin over the fifteen tables (and the framework integrations'
+LangGraph threads and Agents SDK session items).
 
 Grouped (pipeline, hierarchy, telemetry), with readable row names, useful visible
 columns and filters, enum columns shown as choices. History rows (steps, tool calls,
@@ -40,17 +41,20 @@ from agent_app.tables import (
     Checkpoint,
     CtaEvent,
     FeatureRun,
+    GraphThread,
     Hierarchy,
     MemoryRecord,
     Message,
     PhaseResult,
     Sandbox,
     SandboxSnapshot,
+    SessionItem,
     ToolCall,
     Workspace,
 )
 
 PIPELINE, HIERARCHY, TELEMETRY = "Pipeline", "Hierarchy", "Telemetry"
+FRAMEWORKS = "Frameworks"
 
 
 def _allow_a_column_named_request() -> None:
@@ -188,6 +192,13 @@ def table_configs() -> list[TableConfig]:
         TableConfig(ToolCall, menu_group=TELEMETRY, validators=READ_ONLY,
                     visible_filters=[ToolCall.invocation_id, ToolCall.tool_name,
                                      ToolCall.output_type]),
+        # LangGraph threads and Agents SDK session items, written by agent_app.langgraph /
+        # agent_app.agents_sdk: items are read-only here, a thread's run and agent links
+        # editable. Checkpoints stay out: piccolo-api cannot serialise their bytea bodies.
+        TableConfig(GraphThread, menu_group=FRAMEWORKS, link_column=GraphThread.thread_id,
+                    visible_filters=[GraphThread.run_id, GraphThread.agent_id]),
+        TableConfig(SessionItem, menu_group=FRAMEWORKS, validators=READ_ONLY,
+                    visible_filters=[SessionItem.session_id]),
     ]  # fmt: skip
 
 

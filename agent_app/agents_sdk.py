@@ -20,13 +20,14 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypedDict
 
 import asyncpg
 from agents import Agent, RunContextWrapper, RunHooks, Tool
 from agents.items import ModelResponse, TResponseInputItem
 from agents.memory import SessionSettings
 from agents.memory.session_settings import resolve_session_limit
+from openai.types.responses import ResponseFunctionToolCall
 
 from agent_app import db, telemetry
 from agent_app.enums import AgentType, FinishReason, ToolOutputType
@@ -145,14 +146,21 @@ class AgentAppSession:
 # --------------------------------------------------------------------------- #
 
 
-def _usage(response: ModelResponse) -> dict[str, int | None]:
+class _Tokens(TypedDict):
+    input_tokens: int | None
+    output_tokens: int | None
+    cached_input_tokens: int | None
+    reasoning_tokens: int | None
+
+
+def _usage(response: ModelResponse) -> _Tokens:
     """Token counts of one response; all ``None`` when the provider reported none (the
     SDK's model adapters fill an unreported usage with zeros, ``Usage(requests=1)``; a
     real model call never has zero input tokens)."""
     u = response.usage
     if u.total_tokens == 0 and u.input_tokens == 0 and u.output_tokens == 0:
-        return dict.fromkeys(
-            ("input_tokens", "output_tokens", "cached_input_tokens", "reasoning_tokens")
+        return _Tokens(
+            input_tokens=None, output_tokens=None, cached_input_tokens=None, reasoning_tokens=None
         )
     return {
         "input_tokens": u.input_tokens,
@@ -289,7 +297,7 @@ class TelemetryHooks(RunHooks[Any]):
                 input=_arguments(item.arguments),
             )
             for item in response.output
-            if getattr(item, "type", None) == "function_call"
+            if isinstance(item, ResponseFunctionToolCall)
         ]
         await telemetry.record_step(
             telemetry.StepIn(

@@ -97,7 +97,8 @@ WITH thread AS (
 ), blobs AS (
     INSERT INTO agent.graph_blobs (thread_id, checkpoint_ns, channel, version, type, blob)
     SELECT $1, $2, b.channel, b.version, b.type, b.blob
-      FROM unnest($3::text[], $4::text[], $5::text[], $6::bytea[]) AS b(channel, version, type, blob)
+      FROM unnest($3::text[], $4::text[], $5::text[], $6::bytea[])
+           AS b(channel, version, type, blob)
     ON CONFLICT (thread_id, checkpoint_ns, channel, version) DO NOTHING
 )
 INSERT INTO agent.graph_checkpoints (thread_id, checkpoint_ns, checkpoint_id,
@@ -677,9 +678,7 @@ class AgentAppSaver(BaseCheckpointSaver[str]):
         limit: int | None = None,
     ) -> Iterator[CheckpointTuple]:
         async def collect() -> list[CheckpointTuple]:
-            return [
-                t async for t in self.alist(config, filter=filter, before=before, limit=limit)
-            ]
+            return [t async for t in self.alist(config, filter=filter, before=before, limit=limit)]
 
         yield from cast(list[CheckpointTuple], self._bridge(collect()))
 

@@ -9,13 +9,15 @@ from decimal import Decimal
 
 import asyncpg
 import pytest
-from agents import Agent, Runner, function_tool
+from agents import Agent, Runner, function_tool, set_tracing_disabled
 from agents.memory import Session, SessionSettings
 from agents.testing import ModelStep, ScriptedModel, assistant_message, function_call
 from agents.usage import Usage
 from openai.types.responses.response_usage import InputTokensDetails, OutputTokensDetails
 
 from agent_app.agents_sdk import AgentAppSession, InvalidSessionId, TelemetryHooks
+
+set_tracing_disabled(True)
 
 
 def new_session(pool: asyncpg.Pool | None = None, **kwargs: object) -> AgentAppSession:
@@ -97,7 +99,7 @@ async def test_unicode_and_injection_strings_round_trip(pool: asyncpg.Pool) -> N
         msg("user", "こんにちは 😀 Ünïcödé — \u2028 \\ \" '"),
         msg("assistant", "'; DROP TABLE agent.session_items; --"),
         msg("user", "Robert'); DELETE FROM agent.session_items WHERE ('1'='1"),
-        {"type": "function_call_output", "call_id": "c1", "output": "{\"nested\": [1, 2]}"},
+        {"type": "function_call_output", "call_id": "c1", "output": '{"nested": [1, 2]}'},
     ]
     await s.add_items(items)
     assert await s.get_items() == items
@@ -177,8 +179,12 @@ def scripted_model() -> ScriptedModel:
                 output=[function_call("count_files", {"folder": "src"}, call_id="call-1")],
                 usage=usage(100, 20, 40, 7),
             ),
-            ModelStep(output=[assistant_message("src holds 12 files.")], usage=usage(150, 10, 100, 0)),
-            ModelStep(output=[assistant_message("You asked about src.")], usage=usage(200, 8, 150, 3)),
+            ModelStep(
+                output=[assistant_message("src holds 12 files.")], usage=usage(150, 10, 100, 0)
+            ),
+            ModelStep(
+                output=[assistant_message("You asked about src.")], usage=usage(200, 8, 150, 3)
+            ),
         ]
     )
 

@@ -116,9 +116,10 @@ async def test_unchanged_channels_are_not_written_again(pool: asyncpg.Pool) -> N
            "channel_versions": {"big": "1", "small": "2"}}  # fmt: skip
     stored2 = await saver.aput(stored, cp2, {"step": 1}, {"small": "2"})
     async with pool.acquire() as c:
-        assert await c.fetchval(
-            "SELECT count(*) FROM agent.graph_blobs WHERE thread_id = $1", thread
-        ) == 1  # "big" once; primitives travel inline in the checkpoint row
+        assert (
+            await c.fetchval("SELECT count(*) FROM agent.graph_blobs WHERE thread_id = $1", thread)
+            == 1
+        )  # "big" once; primitives travel inline in the checkpoint row
     tup = await saver.aget_tuple(stored2)
     assert tup is not None
     assert tup.checkpoint["channel_values"] == {"big": {"x": list(range(100))}, "small": "t"}
@@ -147,9 +148,10 @@ async def test_deleting_the_run_deletes_its_threads(pool: asyncpg.Pool) -> None:
     async with pool.acquire() as c:
         await c.execute("DELETE FROM agent.feature_runs WHERE id = $1", run_id)
         for table in ("graph_threads", "graph_checkpoints", "graph_blobs", "graph_writes"):
-            assert await c.fetchval(
-                f"SELECT count(*) FROM agent.{table} WHERE thread_id = $1", linked
-            ) == 0, table
+            assert (
+                await c.fetchval(f"SELECT count(*) FROM agent.{table} WHERE thread_id = $1", linked)
+                == 0
+            ), table
     assert await saver.aget_tuple({"configurable": {"thread_id": linked}}) is None
     assert await saver.aget_tuple({"configurable": {"thread_id": other}}) is not None
 
@@ -161,9 +163,12 @@ async def test_linking_to_an_unknown_run_is_refused_and_changes_nothing(pool: as
         await saver.link_thread(thread, run_id=uuid.uuid4())
     assert e.value.rule == "graph_threads_run_id_fkey"
     async with pool.acquire() as c:
-        assert await c.fetchval(
-            "SELECT count(*) FROM agent.graph_threads WHERE thread_id = $1", thread
-        ) == 0
+        assert (
+            await c.fetchval(
+                "SELECT count(*) FROM agent.graph_threads WHERE thread_id = $1", thread
+            )
+            == 0
+        )
 
 
 async def test_a_config_without_thread_id_gets_a_typed_error(pool: asyncpg.Pool) -> None:
@@ -175,7 +180,7 @@ async def test_a_config_without_thread_id_gets_a_typed_error(pool: asyncpg.Pool)
 async def test_setup_checks_the_schema_and_names_what_is_missing(scratch_url: str) -> None:
     pool = await asyncpg.create_pool(scratch_url, min_size=1, max_size=1)
     try:
-        with pytest.raises(SchemaMissing, match="agent.graph_threads"):
+        with pytest.raises(SchemaMissing, match=r"agent\.graph_threads"):
             await AgentAppSaver(pool).setup()
     finally:
         await pool.close()
@@ -237,7 +242,9 @@ async def test_sync_methods_are_bridged_from_another_thread(pool: asyncpg.Pool) 
     assert len([t async for t in saver.alist(config)]) == 1  # pruned to the latest
     assert [t async for t in saver.alist({"configurable": {"thread_id": thread + "-copy"}})] == []
     # All threads at once: alist(None).
-    everywhere = [t.config["configurable"]["thread_id"] async for t in saver.alist(None, limit=1000)]
+    everywhere = [
+        t.config["configurable"]["thread_id"] async for t in saver.alist(None, limit=1000)
+    ]
     assert thread in everywhere
     # On the loop's own thread a sync call would deadlock: it is refused instead.
     with pytest.raises(asyncio.InvalidStateError):
