@@ -27,7 +27,11 @@ from typing import Any
 
 from benchmarks.common import prepare, table
 
-WORDS = ["the", "parser", "reads", "each", "token", "and", "the", "planner", "decides", "which", "file", "to", "edit", "next", "while", "tests", "run", "in", "the", "sandbox", "and", "report", "failures", "back", "to", "the", "coder", "agent", "for", "a", "retry"]
+WORDS = (
+    "the parser reads each token and the planner decides which file to edit next while tests",
+    "run in the sandbox and report failures back to the coder agent for a retry",
+)
+VOCABULARY = " ".join(WORDS).split()
 
 
 def messages(steps: int, seed: int) -> list[Any]:
@@ -38,7 +42,7 @@ def messages(steps: int, seed: int) -> list[Any]:
     for i in range(steps):
         words: list[str] = []
         while sum(len(w) + 1 for w in words) < 2048:
-            words.append(rng.choice(WORDS))
+            words.append(rng.choice(VOCABULARY))
         text = " ".join(words)[:2048]
         cls = HumanMessage if i % 2 == 0 else AIMessage
         out.append(cls(content=text, id=str(uuid.UUID(int=rng.getrandbits(128)))))
@@ -176,8 +180,9 @@ async def main(url: str, threads: int, steps: int, rounds: int) -> None:
           f"medians of {rounds} interleaved rounds")  # fmt: skip
     print(table(rows, ["saver", "puts/s", "get p50 ms", "get p95 ms", "bytes/thread"]))
     a, b = "AgentAppSaver", "AsyncPostgresSaver"
+    puts = med(a, "puts_per_s") / med(b, "puts_per_s")
     print(
-        f"\nratios AgentAppSaver / AsyncPostgresSaver: puts {med(a, 'puts_per_s') / med(b, 'puts_per_s'):.2f}x "
+        f"\nratios AgentAppSaver / AsyncPostgresSaver: puts {puts:.2f}x "
         f"(aim >= 1.5), get p50 {med(a, 'p50_ms') / med(b, 'p50_ms'):.2f}x (aim <= 0.7), "
         f"p95 {med(a, 'p95_ms') / med(b, 'p95_ms'):.2f}x, bytes {bytes_ours / bytes_theirs:.2f}x "
         "(aim <= 1)"
