@@ -1,4 +1,5 @@
-"""The operator's view: the console (``/console/``) and Piccolo Admin over the tables.
+"""The operator's view: the console (``/console/``) and Piccolo Admin over the tables
+(including the framework integrations' LangGraph threads and Agents SDK session items).
 
 The console (:mod:`agent_app.console`) is the run-centric view and the home page: the
 admin's empty home (``#/``) opens it, and the sidebar links to its pages. Piccolo Admin
@@ -47,16 +48,19 @@ from agent_app.tables import (
     Checkpoint,
     CtaEvent,
     FeatureRun,
+    GraphThread,
     MemoryRecord,
     Message,
     PhaseResult,
     Sandbox,
     SandboxSnapshot,
+    SessionItem,
     ToolCall,
     Workspace,
 )
 
 PIPELINE, HIERARCHY, TELEMETRY = "Pipeline", "Hierarchy", "Telemetry"
+FRAMEWORKS = "Frameworks"
 
 
 def _allow_a_column_named_request() -> None:
@@ -270,6 +274,13 @@ def table_configs() -> list[TableConfig]:
                     order_by=_newest(ToolCall.started_at), validators=READ_ONLY,
                     visible_filters=[ToolCall.invocation_id, ToolCall.tool_name,
                                      ToolCall.output_type]),
+        # LangGraph threads and Agents SDK session items, written by agent_app.langgraph /
+        # agent_app.agents_sdk: items are read-only here, a thread's run and agent links
+        # editable. Checkpoints stay out: piccolo-api cannot serialise their bytea bodies.
+        TableConfig(GraphThread, menu_group=FRAMEWORKS, link_column=GraphThread.thread_id,
+                    visible_filters=[GraphThread.run_id, GraphThread.agent_id]),
+        TableConfig(SessionItem, menu_group=FRAMEWORKS, validators=READ_ONLY,
+                    visible_filters=[SessionItem.session_id]),
     ]  # fmt: skip
 
 

@@ -1,4 +1,6 @@
-"""The fifteen tables of the contract (``DATA_MODEL.md``), all in the schema ``agent``.
+"""The fifteen tables of the contract (``DATA_MODEL.md``), all in the schema ``agent``, and the
+five tables of the framework integrations (LangGraph threads, checkpoints, blobs and writes;
+Agents SDK session items), which the contract leaves open.
 
 What the database guarantees, whoever writes (ORM, raw SQL, the admin):
 
@@ -34,6 +36,7 @@ from piccolo.columns import (
     BigInt,
     BigSerial,
     Boolean,
+    Bytea,
     ForeignKey,
     Integer,
     Numeric,
@@ -717,6 +720,159 @@ class Hierarchy(Table, tablename="hierarchies", schema=SCHEMA):
     )
 
 
+# --------------------------------------------------------------------------- #
+# Framework integrations: LangGraph threads and OpenAI Agents SDK sessions
+# (agent_app.langgraph, agent_app.agents_sdk). Not part of the contract: the
+# contract's `checkpoints` stay the agents' own.
+# --------------------------------------------------------------------------- #
+
+
+class GraphThread(Table, tablename="graph_threads", schema=SCHEMA):
+    """A LangGraph thread whose checkpoints live here, optionally tied to the feature run
+    (deleting the run deletes the thread and all its checkpoints) and the agent it
+    belongs to. Deleting a thread deletes its checkpoints, blobs and writes."""
+
+    @classmethod
+    def get_readable(cls) -> Readable:
+        return Readable(template="%s", columns=[cls.thread_id])
+
+    # LangGraph's own thread id: every child row names it, so it is the key.
+    thread_id = Text(primary_key=True)
+    run_id = ForeignKey(
+        references=FeatureRun,
+        null=True,
+        default=None,
+        on_delete=OnDelete.cascade,
+        on_update=OnUpdate.cascade,
+    )
+    agent_id = _refers_to(Agent, null=True)
+    created_at = _now()
+
+    thread_id_not_empty = Check("thread_id <> ''")
+
+    _indexes = (
+        Index(
+            "graph_threads_run_idx",
+            ("run_id",),
+            where="run_id IS NOT NULL",
+            why="a run's threads; deleting a run cascades through it",
+        ),
+        Index(
+            "graph_threads_agent_idx",
+            ("agent_id",),
+            where="agent_id IS NOT NULL",
+            why="an agent's threads; guards deleting an agent",
+        ),
+    )
+
+
+def _thread_owned() -> ForeignKey:
+    return ForeignKey(
+        references=GraphThread,
+        null=False,
+        on_delete=OnDelete.cascade,
+        on_update=OnUpdate.cascade,
+    )
+
+
+class GraphCheckpoint(Table, tablename="graph_checkpoints", schema=SCHEMA):
+    """One LangGraph checkpoint of a thread and namespace. The body (serialized with
+    LangGraph's serializer) holds the checkpoint with its primitive channel values;
+    other channel values are graph_blobs rows named by channels/versions."""
+
+    @classmethod
+    def get_readable(cls) -> Readable:
+        return Readable(template="%s/%s", columns=[cls.thread_id, cls.checkpoint_id])
+
+    id = BigSerial(primary_key=True)
+    thread_id = _thread_owned()
+    checkpoint_ns = Text(default="")
+    checkpoint_id = Text()
+    parent_checkpoint_id = Text(null=True, default=None)
+    type = Text()
+    body = Bytea()
+    # The blob-backed channels at this checkpoint and their versions, side by side.
+    channels = Array(base_column=Text())
+    versions = Array(base_column=Text())
+    metadata = JSONB()
+    created_at = _now()
+
+    channels_versions_match = Check("cardinality(channels) = cardinality(versions)")
+    graph_checkpoints_thread_ns_id_key = Unique(["thread_id", "checkpoint_ns", "checkpoint_id"])
+
+    _indexes = (
+        Index(
+            "graph_checkpoints_metadata_idx",
+            ("metadata jsonb_path_ops",),
+            using="gin",
+            why="alist(filter=...): metadata containment across threads",
+        ),
+    )
+
+
+class GraphBlob(Table, tablename="graph_blobs", schema=SCHEMA):
+    """One channel value of a LangGraph thread at one version (serialized with
+    LangGraph's serializer). A checkpoint whose channel did not change reuses the
+    blob of the version it names: unchanged channels are not written again."""
+
+    id = BigSerial(primary_key=True)
+    thread_id = _thread_owned()
+    checkpoint_ns = Text(default="")
+    channel = Text()
+    version = Text()
+    type = Text()
+    blob = Bytea(null=True, default=None)
+
+    graph_blobs_thread_ns_channel_version_key = Unique(
+        ["thread_id", "checkpoint_ns", "channel", "version"]
+    )
+
+
+class GraphWrite(Table, tablename="graph_writes", schema=SCHEMA):
+    """A pending write of a LangGraph task against a checkpoint, unique on
+    (checkpoint, task_id, idx) so a retried put_writes stores it once. No foreign key
+    to the checkpoint: LangGraph may save a step's writes before its checkpoint."""
+
+    id = BigSerial(primary_key=True)
+    thread_id = _thread_owned()
+    checkpoint_ns = Text(default="")
+    checkpoint_id = Text()
+    task_id = Text()
+    task_path = Text(default="")
+    idx = Integer(default=0)
+    channel = Text()
+    type = Text()
+    blob = Bytea()
+
+    graph_writes_checkpoint_task_idx_key = Unique(
+        ["thread_id", "checkpoint_ns", "checkpoint_id", "task_id", "idx"]
+    )
+
+
+class SessionItem(Table, tablename="session_items", schema=SCHEMA):
+    """One item (a message, tool call or result) of an OpenAI Agents SDK session's
+    history. The identity column's order is the conversation's order."""
+
+    @classmethod
+    def get_readable(cls) -> Readable:
+        return Readable(template="%s #%s", columns=[cls.session_id, cls.id])
+
+    id = BigSerial(primary_key=True)
+    session_id = Text()
+    item = JSONB()
+    created_at = _now()
+
+    session_id_not_empty = Check("session_id <> ''")
+
+    _indexes = (
+        Index(
+            "session_items_session_idx",
+            ("session_id", "id"),
+            why="a session's items in order; the latest N; pop the newest",
+        ),
+    )
+
+
 #: All tables, in an order where each table comes after the tables it references
 #: (except sandboxes.source_snapshot_id, added by a raw migration).
 TABLES: tuple[type[Table], ...] = (
@@ -735,4 +891,9 @@ TABLES: tuple[type[Table], ...] = (
     Workspace,
     Checkpoint,
     Hierarchy,
+    GraphThread,
+    GraphCheckpoint,
+    GraphBlob,
+    GraphWrite,
+    SessionItem,
 )

@@ -118,3 +118,38 @@ async def test_an_admin_sees_grouped_tables_filters_runs_and_history_is_read_onl
     assert refused.status_code == 405
     no_csrf = await client.post("/api/tables/memory_records/", json={"content": "x"})
     assert no_csrf.status_code == 403
+
+
+async def test_langgraph_threads_and_session_items_show_in_the_admin(
+    client: httpx.AsyncClient,
+) -> None:
+    from agent_app.agents_sdk import AgentAppSession
+    from agent_app.langgraph import AgentAppSaver
+
+    thread = f"admin-{secrets.token_hex(4)}"
+    await AgentAppSaver().aput(
+        {"configurable": {"thread_id": thread, "checkpoint_ns": ""}},
+        {"v": 4, "id": "1f0-admin", "ts": "2026-01-01T00:00:00+00:00", "channel_values": {},
+         "channel_versions": {}, "versions_seen": {}, "updated_channels": None},
+        {"source": "input", "step": -1},
+        {},
+    )  # fmt: skip
+    session = AgentAppSession(f"admin-{secrets.token_hex(4)}")
+    await session.add_items([{"role": "user", "content": "hello admin"}])
+    assert (await login(client, *await user(admin=True))).status_code == 200
+
+    grouped = (await client.get("/api/tables/grouped/")).json()
+    assert set(grouped["grouped"]["Frameworks"]) == {
+        "graph_threads", "session_items",
+    }  # fmt: skip
+    threads = (await client.get(f"/api/tables/graph_threads/?thread_id={thread}")).json()
+    assert [r["thread_id"] for r in threads["rows"]] == [thread]
+    items = (await client.get(f"/api/tables/session_items/?session_id={session.session_id}")).json()
+    assert len(items["rows"]) == 1
+    token = client.cookies.get("csrftoken") or ""
+    refused = await client.delete(
+        f"/api/tables/session_items/{items['rows'][0]['id']}/",
+        headers={"X-CSRFToken": token},
+    )
+    assert refused.status_code == 405
+    await session.clear_session()

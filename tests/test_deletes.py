@@ -65,6 +65,29 @@ async def _full_run(conn: asyncpg.Connection, sandbox: uuid.UUID) -> uuid.UUID:
         "INSERT INTO agent.checkpoints (agent_id, sequence, state_hash) VALUES ($1, 1, 'h')",
         agents[-1],
     )
+    # A LangGraph thread of the run's agent, with a checkpoint, a blob and a write.
+    thread = f"lg-{run}"
+    await conn.execute(
+        "INSERT INTO agent.graph_threads (thread_id, run_id, agent_id) VALUES ($1, $2, $3)",
+        thread,
+        run,
+        agents[-1],
+    )
+    await conn.execute(
+        "INSERT INTO agent.graph_checkpoints (thread_id, checkpoint_id, type, body, channels, "
+        "versions, metadata) VALUES ($1, 'c1', 'msgpack', '\\x80', '{m}', '{1}', '{}')",
+        thread,
+    )
+    await conn.execute(
+        "INSERT INTO agent.graph_blobs (thread_id, channel, version, type, blob) "
+        "VALUES ($1, 'm', '1', 'msgpack', '\\x90')",
+        thread,
+    )
+    await conn.execute(
+        "INSERT INTO agent.graph_writes (thread_id, checkpoint_id, task_id, channel, type, blob) "
+        "VALUES ($1, 'c1', 't', 'm', 'msgpack', '\\x90')",
+        thread,
+    )
     return run
 
 
@@ -81,7 +104,9 @@ async def test_deleting_a_run_removes_everything_it_owns(conn: asyncpg.Connectio
     keep = await _full_run(conn, sandbox)
     after_keep = await _counts(conn)
     run = await _full_run(conn, sandbox)
-    assert all(n > 0 for t, n in (await _counts(conn)).items() if t != "sandbox_snapshots")
+    # Session items belong to a conversation, not a run.
+    not_owned = {"sandbox_snapshots", "session_items"}
+    assert all(n > 0 for t, n in (await _counts(conn)).items() if t not in not_owned)
     await conn.execute("DELETE FROM agent.feature_runs WHERE id = $1", run)
     assert await _counts(conn) == after_keep
     await conn.execute("DELETE FROM agent.feature_runs WHERE id = $1", keep)
