@@ -21,8 +21,10 @@ What a worker may rely on
   server that is down, restarting or unreachable - or a connection lost mid-call - is
   :class:`~agent_app.errors.DatabaseUnavailable`; a deadlock or serialization failure
   that persists after :data:`RETRIES` attempts is :class:`~agent_app.errors.Contention`.
-  Both of the latter have ``retryable = True``: the call did not happen (or, for a lost
-  connection, its transaction was rolled back by the server) and may be repeated.
+  Both of the latter have ``retryable = True``. A ``Contention`` call did not happen; a
+  ``DatabaseUnavailable`` call did not happen unless the connection was lost while the
+  server was committing it, so repeat by identity (see that class for which calls
+  are safe to repeat blindly).
 * **Recovery.** Once the server is back, the next call works: dead pool connections
   are replaced, and a Piccolo transaction whose connection died is ended (Piccolo
   itself would leave it as the task's current transaction, and every later query in

@@ -41,10 +41,14 @@ class RuleViolation(AgentAppError):
 
 class DatabaseUnavailable(AgentAppError):
     """The server is down, restarting or unreachable, or the connection was lost during
-    the call. Retryable: if the call was inside a transaction, the server rolled that
-    transaction back; a single-statement call either happened entirely or not at all
-    (repeat it by identity - every agent_app operation that takes an id is safe to
-    repeat)."""
+    the call. Retryable, with one caveat every database client shares: if the
+    connection was lost while the server was committing, the work may have been done.
+    Calls that act on an identity are safe to repeat - ``budgets.commit``/``release``
+    of a reservation id, ``queue.ack``/``fail``/``extend_lease`` of a claimed message,
+    ``hierarchy.finish``, ``runs.pass_phase``/``fail_phase``/``advance``, ``cta.answer``,
+    ``checkpoints.save`` (an unchanged state is not stored twice). Calls that create
+    something new (``queue.send``, ``hierarchy.spawn_child``, ``runs.create_run``,
+    ``runs.start_phase``, ``cta.ask``) may have happened: look before repeating them."""
 
     rule = "database_unavailable"
     retryable = True

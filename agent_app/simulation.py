@@ -76,6 +76,8 @@ class Stats:
         default_factory=lambda: defaultdict(list)
     )
     elapsed: float = 0.0
+    #: Runs whose clean-up after an interruption or crash failed (left inconsistent).
+    cleanup_failures: int = 0
 
     def summary(self) -> str:
         def pct(values: list[float], q: float) -> str:
@@ -369,6 +371,26 @@ async def _interrupted(run: _Run) -> None:
     await _abort_sandbox(run)
 
 
+#: How long the clean-up waits for a server that is restarting before giving up on a run.
+CLEANUP_PATIENCE = 60.0
+
+
+async def _clean_up(run: _Run) -> None:
+    """:func:`_interrupted`, retried while the server is unavailable (a crash is often
+    a restart: the clean-up must outlast it). Every step is safe to repeat."""
+    deadline = time.monotonic() + CLEANUP_PATIENCE
+    delay = 0.2
+    while True:
+        try:
+            await _interrupted(run)
+            return
+        except AgentAppError as e:
+            if not e.retryable or time.monotonic() + delay > deadline:
+                raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
 async def _abort_sandbox(run: _Run) -> None:
     ended = (SandboxStatus.stopped, SandboxStatus.failed, SandboxStatus.aborted)
     if run.sandbox.status not in ended:
@@ -418,8 +440,9 @@ async def simulate(
         await asyncio.gather(*tasks, return_exceptions=True)
         for run in list(active):
             try:
-                await _interrupted(run)
+                await _clean_up(run)
             except Exception as e:  # report, and go on with the other runs
+                stats.cleanup_failures += 1
                 print(f"cleaning up run {run.i} failed: {e!r}", file=sys.stderr)
         raise
     finally:

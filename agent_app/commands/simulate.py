@@ -8,9 +8,12 @@ import io
 import signal
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent_app import db
+
+if TYPE_CHECKING:
+    from agent_app.simulation import Stats
 
 COMMAND_NAMES = ("simulate", "sim")
 OPTIONS = ("runs", "workers", "seed")
@@ -119,6 +122,15 @@ def _stop_on_ctrl_c() -> None:
     signal.signal(signal.SIGINT, on_sigint)
 
 
+def _cleanup_outcome(stats: Stats) -> str:
+    if stats.cleanup_failures:
+        return (
+            f"{stats.cleanup_failures} run(s) in progress could not be cleaned up; "
+            "see the errors above, then cancel them from the console"
+        )
+    return "runs in progress were failed, the database is consistent"
+
+
 async def simulate(runs: str = "20", workers: str = "4", seed: str = "1", **unknown: Any) -> None:
     """
     Drive feature runs end to end through the worker API, with concurrent workers, on
@@ -188,16 +200,12 @@ async def simulate(runs: str = "20", workers: str = "4", seed: str = "1", **unkn
     except asyncio.CancelledError:
         # Ctrl-C: every run in progress has been failed as "interrupted", its agents
         # finished and budgets returned; claimed messages were acked or left to expire.
-        print("\n\ninterrupted: runs in progress were failed, the database is consistent")
+        print("\n\ninterrupted: " + _cleanup_outcome(stats))
         print(stats.summary(), flush=True)
         sys.exit(130)
     except Exception as e:
         print(stats.summary(), flush=True)
-        _fail(
-            f"crashed: {type(e).__name__}: {e} (runs in progress were failed as "
-            "interrupted, the database is consistent)",
-            1,
-        )
+        _fail(f"crashed: {type(e).__name__}: {e} ({_cleanup_outcome(stats)})", 1)
     finally:
         await db.close_pool()
     print("\n" + stats.summary())
