@@ -59,6 +59,9 @@ CHANNEL = "agent_messages"
 DEFAULT_LEASE = dt.timedelta(seconds=30)
 RETRY_BASE = dt.timedelta(seconds=1)
 RETRY_MAX = dt.timedelta(hours=1)
+#: The shortest wait (seconds) of an idle :class:`Consumer` between claims, for when a
+#: due message is row-locked by another transaction.
+IDLE_FLOOR = 0.1
 
 
 def default_worker_id() -> str:
@@ -422,14 +425,26 @@ def _lease_args(messages: Message | Sequence[Message]) -> tuple[list[int], list[
     return [m.id for m in batch], [m.attempts for m in batch]
 
 
+# An ack repeated after an ambiguous error (the first one committed, its reply was
+# lost): the message is done under this very claim (same worker, same attempt).
+ACKED_ALREADY = """
+SELECT count(*) = cardinality($1::bigint[]) FROM agent.messages AS m
+ WHERE m.id = ANY($1::bigint[]) AND m.status = 'done' AND m.claimed_by = $2
+   AND m.attempts = ($3::int[])[array_position($1::bigint[], m.id)]
+"""
+
+
 async def _held(
     sql: str,
     messages: Message | Sequence[Message],
     worker_id: str,
     *extra: Any,
     conn: asyncpg.Connection | None,
+    done_already: bool = False,
 ) -> list[asyncpg.Record]:
-    """Run a lease-checked statement; all of ``messages`` or none (LeaseLost)."""
+    """Run a lease-checked statement; all of ``messages`` or none (LeaseLost). With
+    ``done_already``, messages already done under this same claim count as success
+    (an ack is idempotent)."""
     ids, attempts = _lease_args(messages)
     if not ids:
         return []
@@ -443,6 +458,8 @@ async def _held(
                 raise
             rows = []
         if len(rows) != len(ids):  # the statement changed nothing
+            if done_already and await c.fetchval(ACKED_ALREADY, ids, worker_id, attempts):
+                return []
             lost = [r["id"] for r in await c.fetch(NOT_HELD, ids, worker_id, attempts)]
             raise LeaseLost(sorted(lost) or ids, worker_id)
     return list(rows)
@@ -456,8 +473,10 @@ async def ack(
     conn: asyncpg.Connection | None = None,
 ) -> None:
     """Mark claimed message(s) done. All or nothing: if any lease was lost, raises
-    :class:`LeaseLost` naming those messages and acks none."""
-    await _held(ACK, messages, worker_id, conn=conn)
+    :class:`LeaseLost` naming those messages and acks none. Idempotent: repeating an
+    ack that already happened under the same claim (after an ambiguous error such as
+    :class:`~agent_app.errors.DatabaseUnavailable`) succeeds and changes nothing."""
+    await _held(ACK, messages, worker_id, conn=conn, done_already=True)
 
 
 @validated
@@ -538,7 +557,7 @@ async def redrive(
 EXTEND_HELD = """
 UPDATE agent.messages AS m
    SET lease_expires_at = now() + $4::interval
- WHERE m.id = ANY($1::bigint[]) AND m.lease_expires_at IS NOT NULL AND m.claimed_by = $2
+ WHERE m.id = ANY($1::bigint[]) AND m.lease_expires_at > now() AND m.claimed_by = $2
    AND m.attempts = ($3::int[])[array_position($1::bigint[], m.id)]
 RETURNING m.id
 """
@@ -854,7 +873,10 @@ class Consumer:
             nxt = await c.fetchval(NEXT_AVAILABLE, self.recipients)
         if nxt is not None:
             now = dt.datetime.now(dt.UTC)
-            timeout = max(0.0, min(timeout, (nxt - now).total_seconds()))
+            # A due message skipped because another transaction holds its row lock must
+            # not turn this into a busy loop: wait at least a short floor.
+            floor = min(self.poll_interval, IDLE_FLOOR)
+            timeout = max(floor, min(timeout, (nxt - now).total_seconds()))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout)
 

@@ -342,3 +342,57 @@ async def test_many_consumers_process_everything_once() -> None:
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     assert len(seen) == total and set(seen.values()) == {1}
+
+
+async def test_an_ack_repeated_after_an_ambiguous_error_succeeds_and_changes_nothing() -> None:
+    # The first ack committed but its reply was lost (DatabaseUnavailable): the worker
+    # repeats it. That must not raise LeaseLost (the work was acked) nor change anything.
+    [r] = await new_agents(1)
+    await queue.send(r, "k")
+    [m] = await queue.claim("w", [r])
+    await queue.ack(m, "w")
+    async with db.connection() as c:
+        before = await snapshot(c, "messages")
+    await queue.ack(m, "w")
+    async with db.connection() as c:
+        assert await snapshot(c, "messages") == before
+    # Someone else's claim of a done message, or a later attempt, is still refused.
+    with pytest.raises(LeaseLost):
+        await queue.ack(m, "other")
+    with pytest.raises(LeaseLost):
+        await queue.ack(dataclasses.replace(m, attempts=2), "w")
+
+
+async def test_an_idle_consumer_does_not_spin_on_a_row_locked_message(
+    database_url: str,
+) -> None:
+    # A due message held by another transaction's row lock is skipped by claim; the
+    # consumer must wait between claims rather than loop at full speed.
+    [r] = await new_agents(1)
+    mid = await queue.send(r, "k")
+    locker = await asyncpg.connect(database_url)
+    claims = 0
+    real_claim = queue.claim
+
+    async def counting_claim(*args: object, **kwargs: object) -> list[queue.Message]:
+        nonlocal claims
+        claims += 1
+        return await real_claim(*args, **kwargs)  # type: ignore[arg-type]
+
+    queue.claim = counting_claim  # type: ignore[assignment]
+    try:
+        async with locker.transaction():
+            await locker.execute("SELECT 1 FROM agent.messages WHERE id = $1 FOR UPDATE", mid)
+            async with queue.Consumer([r], poll_interval=1.0) as consumer:
+                task = asyncio.ensure_future(consumer.__aiter__().__anext__())
+                # Let the consumer idle for a while (10 of its 0.1 s idle floors).
+                for _ in range(20):
+                    await asyncio.sleep(0.05)
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+    finally:
+        queue.claim = real_claim  # type: ignore[assignment]
+        await locker.close()
+    # At most one claim per floor (plus start-up); a spinning consumer claims hundreds.
+    assert claims <= 15, claims
