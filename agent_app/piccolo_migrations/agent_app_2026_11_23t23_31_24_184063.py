@@ -8,7 +8,7 @@ so a failure leaves the database as it was.
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
 from piccolo.engine import engine_finder
 
-ID = "2026-11-23T23:23:19:885968"
+ID = "2026-11-23T23:31:24:184063"
 VERSION = "1.38.0"
 DESCRIPTION = 'Budget reservations as rows: triggers keep the books from them (held, committed, released, expired), expiry without a janitor, reservation_act / budget_books, used and reserved written by triggers only'
 

@@ -29,7 +29,7 @@ class Budget(Table, tablename="budgets", schema="agent"):
     )
 
 
-ID = "2026-11-23T23:23:15:912423"
+ID = "2026-11-23T23:31:22:309335"
 VERSION = "1.38.0"
 DESCRIPTION = "budget_reservations: a reservation is a row with a holder, a state and a lease"
 
