@@ -5,7 +5,8 @@ The console (:mod:`agent_app.console`) is the run-centric view and the home page
 admin's empty home (``#/``) opens it, and the sidebar links to its pages. Piccolo Admin
 stays for browsing and editing rows: grouped (pipeline, hierarchy, telemetry), newest
 first, readable row names, useful visible columns and filters, enum columns shown as
-choices. History rows (steps, tool calls, checkpoints) are read-only: the API refuses
+choices. History rows (steps, tool calls, checkpoints) and budget reservations (the
+rows the books are kept from) are read-only: the API refuses
 writes to them with 405 and the UI shows no add, save or delete buttons for them. The
 closure table is not listed (the run page shows the agent tree). Only logged-in users
 with ``admin`` set get in (Piccolo's session auth, CSRF
@@ -45,6 +46,7 @@ from agent_app.tables import (
     AgentInvocation,
     AgentStep,
     Budget,
+    BudgetReservation,
     Checkpoint,
     CtaEvent,
     FeatureRun,
@@ -145,7 +147,7 @@ class _NoPiccoloRateLimit(RateLimitProvider):
 
 
 #: Tables whose rows are history: read-only in the API and without edit buttons in the UI.
-READ_ONLY_TABLES = ("agent_steps", "tool_calls", "checkpoints")
+READ_ONLY_TABLES = ("agent_steps", "tool_calls", "checkpoints", "budget_reservations")
 
 
 def _newest(column: Any) -> list[OrderBy]:
@@ -245,6 +247,16 @@ def table_configs() -> list[TableConfig]:
         TableConfig(Budget, menu_group=HIERARCHY,
                     order_by=_newest(Budget.created_at), validators=CHECKED,
                     visible_filters=[Budget.agent_id, Budget.resource]),
+        # The rows the books are kept from: changed through the worker API only.
+        TableConfig(BudgetReservation, menu_group=HIERARCHY,
+                    order_by=_newest(BudgetReservation.created_at), validators=READ_ONLY,
+                    visible_columns=[BudgetReservation.agent_id, BudgetReservation.resource,
+                                     BudgetReservation.amount, BudgetReservation.holder,
+                                     BudgetReservation.state, BudgetReservation.actual,
+                                     BudgetReservation.lease_expires_at,
+                                     BudgetReservation.created_at],
+                    visible_filters=[BudgetReservation.agent_id, BudgetReservation.state,
+                                     BudgetReservation.holder, BudgetReservation.resource]),
         TableConfig(Message, menu_group=HIERARCHY,
                     order_by=_newest(Message.id), validators=CHECKED,
                     visible_columns=[Message.id, Message.recipient_id, Message.sender_id,

@@ -117,6 +117,18 @@ class BudgetResource(StrEnum):
     tool_calls = "tool_calls"
 
 
+class ReservationState(StrEnum):
+    """A budget reservation's life: ``held`` until it is committed (turned into usage),
+    released (given back unused) or expired (its lease ended first). Only ``held``
+    changes; the other three are final. Not part of the contract's enums: it belongs to
+    the extra table ``budget_reservations``."""
+
+    held = "held"
+    committed = "committed"
+    released = "released"
+    expired = "expired"
+
+
 #: The phases in which work happens; a phase result is always one of these.
 WORKING_PHASES: tuple[FeaturePhase, ...] = (
     FeaturePhase.analysis,

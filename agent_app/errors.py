@@ -115,6 +115,46 @@ class BudgetExceeded(RuleViolation):
         )
 
 
+class ReservationError(RuleViolation):
+    """A budget reservation cannot be acted on as asked (see the subclasses); nothing
+    changed. ``reservation_id`` names it."""
+
+    def __init__(self, rule: str, reservation_id: UUID, detail: str) -> None:
+        self.reservation_id = reservation_id
+        super().__init__(rule, detail, table="budget_reservations")
+
+
+class ReservationClosed(ReservationError):
+    """The reservation is already ``state`` (committed with ``actual``, or released): it
+    cannot be committed, released or renewed another way. A repeat of the call that
+    closed it is not refused - it returns that first outcome."""
+
+    def __init__(
+        self, reservation_id: UUID, state: str, actual: Decimal | None, detail: str
+    ) -> None:
+        self.state, self.actual = state, actual
+        super().__init__("reservation_closed", reservation_id, detail)
+
+
+class ReservationExpired(ReservationError):
+    """The reservation's lease ended at ``lease_expires_at`` before this call: its amount
+    went back to the budget (the holder stopped renewing, or was too slow). Reserve
+    again."""
+
+    def __init__(self, reservation_id: UUID, lease_expires_at: Any, detail: str) -> None:
+        self.state, self.lease_expires_at = "expired", lease_expires_at
+        super().__init__("reservation_expired", reservation_id, detail)
+
+
+class NotReservationHolder(ReservationError):
+    """The reservation belongs to ``holder``, not to ``asked``: only its holder may
+    commit, release or renew it."""
+
+    def __init__(self, reservation_id: UUID, holder: str, asked: str, detail: str) -> None:
+        self.holder, self.asked = holder, asked
+        super().__init__("reservation_holder", reservation_id, detail)
+
+
 class DepthLimitExceeded(RuleViolation):
     def __init__(self, parent_id: UUID, limit: int) -> None:
         self.parent_id, self.limit = parent_id, limit

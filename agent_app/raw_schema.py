@@ -103,13 +103,18 @@ class Constraint:
         return f"ALTER TABLE {SCHEMA}.{self.table} DROP CONSTRAINT IF EXISTS {self.name};"
 
 
-def _rule(name: str, message: str, *args: str) -> str:
-    """PL/pgSQL that raises a check_violation named ``name``; message starts with the name."""
+def _rule(
+    name: str, message: str, *args: str, detail: str | None = None, table: str = "TG_TABLE_NAME"
+) -> str:
+    """PL/pgSQL that raises a check_violation named ``name``; message starts with the name.
+    ``detail`` (a SQL expression, e.g. ``json_build_object(...)::text``) carries the values
+    for a typed Python error; ``table`` is a SQL expression (a literal outside triggers)."""
     params = "".join(f", {a}" for a in args)
+    extra = f", DETAIL = {detail}" if detail else ""
     return (
         f"RAISE EXCEPTION '{name}: {message}'{params} "
         f"USING ERRCODE = 'check_violation', CONSTRAINT = '{name}', SCHEMA = '{SCHEMA}', "
-        "TABLE = TG_TABLE_NAME"
+        f"TABLE = {table}{extra}"
     )
 
 
@@ -300,18 +305,26 @@ END
 DECLARE
     b record;
 BEGIN
-    -- Child rows first, then the parent's: the same lock order as an allocation change.
-    FOR b IN SELECT id, resource, allocated, used, reserved
+    -- The lock order: the parent's budget rows, then the agent's, each by resource, then
+    -- their reservations.
+    IF p_parent IS NOT NULL THEN
+        PERFORM 1 FROM {SCHEMA}.budgets WHERE agent_id = p_parent ORDER BY resource FOR UPDATE;
+    END IF;
+    FOR b IN SELECT id, resource, allocated, used
                FROM {SCHEMA}.budgets WHERE agent_id = p_agent
               ORDER BY resource FOR UPDATE
     LOOP
+        -- Held reservations end with the agent (their trigger gives the amounts back):
+        -- expired if their lease ended, else released.
+        UPDATE {SCHEMA}.budget_reservations
+           SET state = CASE WHEN lease_expires_at <= now() THEN 'expired' ELSE 'released' END
+         WHERE budget_id = b.id AND state = 'held';
+        -- Amounts reserved before reservations were rows have none to release.
+        UPDATE {SCHEMA}.budgets SET reserved = 0 WHERE id = b.id AND reserved <> 0;
         IF p_parent IS NOT NULL THEN
             UPDATE {SCHEMA}.budgets
                SET reserved = reserved - b.allocated, used = used + b.used
              WHERE agent_id = p_parent AND resource = b.resource;
-        END IF;
-        IF b.reserved <> 0 THEN
-            UPDATE {SCHEMA}.budgets SET reserved = 0 WHERE id = b.id;
         END IF;
     END LOOP;
 END
@@ -392,7 +405,41 @@ BEGIN
             )
         };
         END IF;
+    END IF;
+
+    -- used and reserved are kept by triggers only (depth 1 is this trigger itself: the
+    -- write came from outside them), so the books always equal what the rows say.
+    IF pg_trigger_depth() < 2 AND (CASE TG_OP
+        WHEN 'INSERT' THEN NEW.used <> 0 OR NEW.reserved <> 0
+        ELSE NEW.used <> OLD.used OR NEW.reserved <> OLD.reserved END) THEN
+        {
+            _rule(
+                "budget_books_derived",
+                "agent %''s % budget: used and reserved are kept from budget_reservations "
+                "and child allocations; a write by hand asked for used %, reserved %",
+                "NEW.agent_id",
+                "NEW.resource",
+                "NEW.used",
+                "NEW.reserved",
+            )
+        };
+    END IF;
+    IF owner.status IN ({TERMINAL}) THEN
         RETURN NEW;
+    END IF;
+
+    IF TG_OP = 'INSERT' THEN
+        -- Live children budgeting this resource got their allocations while this budget
+        -- did not exist: hold them now, so reserved stays what the rows say (and their
+        -- return at finish cannot take reserved below 0).
+        PERFORM 1 FROM {SCHEMA}.budgets c JOIN {SCHEMA}.agents a ON a.id = c.agent_id
+          WHERE a.parent_id = NEW.agent_id AND a.status NOT IN ({TERMINAL})
+            AND c.resource = NEW.resource
+          ORDER BY a.depth_level, a.id FOR SHARE OF c;
+        NEW.reserved := (SELECT coalesce(sum(c.allocated), 0)
+                           FROM {SCHEMA}.budgets c JOIN {SCHEMA}.agents a ON a.id = c.agent_id
+                          WHERE a.parent_id = NEW.agent_id AND a.status NOT IN ({TERMINAL})
+                            AND c.resource = NEW.resource);
     END IF;
 
     delta := NEW.allocated - CASE WHEN TG_OP = 'INSERT' THEN 0 ELSE OLD.allocated END;
@@ -565,6 +612,341 @@ END
 )
 
 
+_R = f"{SCHEMA}.budget_reservations"
+_RT = "'budget_reservations'"  # the table named in errors raised outside its triggers
+
+
+def _detail(**values: str) -> str:
+    """A SQL expression: the values as a JSON object, for the typed Python error."""
+    return "json_build_object(" + ", ".join(f"'{k}', {v}" for k, v in values.items()) + ")::text"
+
+
+def _over_budget(verb: str, amount: str, free: str) -> str:
+    return _rule(
+        "budget_limits",
+        f"agent % {verb} % %, % left",
+        "NEW.agent_id",
+        amount,
+        "NEW.resource",
+        free,
+        detail=_detail(
+            agent="NEW.agent_id", resource="NEW.resource", asked=amount, left=free, by=f"'{verb}'"
+        ),
+    )
+
+
+def _expired(rid: str, lease: str, table: str = "TG_TABLE_NAME") -> str:
+    return _rule(
+        "reservation_expired",
+        "reservation %''s lease ended at %; its amount went back to the budget",
+        rid,
+        lease,
+        detail=_detail(id=rid, lease_expires_at=lease),
+        table=table,
+    )
+
+
+FUNCTIONS += (
+    Function(
+        "expire_reservations",
+        "p_budget uuid",
+        "integer",
+        f"""
+DECLARE
+    n integer;
+BEGIN
+    -- Held reservations of one budget whose lease ended become expired; their trigger
+    -- gives the amounts back. The caller holds the budget row's lock (the lock order:
+    -- a budget, then its reservations), so there is no janitor and no race.
+    UPDATE {_R} SET state = 'expired'
+     WHERE budget_id = p_budget AND state = 'held' AND lease_expires_at <= now();
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+""",
+    ),
+    Function(
+        "budget_reservations_guard",
+        "",
+        "trigger",
+        f"""
+DECLARE
+    bud record;
+    free numeric;
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        IF NEW.state IN ('released', 'expired') THEN
+            {
+            _rule(
+                "reservation_starts_held",
+                "a reservation starts held (or committed, for usage without one), not %",
+                "NEW.state",
+            )
+        };
+        END IF;
+        IF NEW.state NOT IN ('held', 'committed')
+           OR NOT coalesce(NEW.amount > 0 AND NEW.amount < 'Infinity', false)
+           OR (NEW.state = 'committed'
+               AND NOT coalesce(NEW.actual >= 0 AND NEW.actual < 'Infinity', false)) THEN
+            RETURN NEW;  -- the CHECKs name what is wrong
+        END IF;
+        SELECT id, agent_id, resource INTO bud
+          FROM {SCHEMA}.budgets WHERE id = NEW.budget_id FOR UPDATE;
+        IF NOT FOUND THEN
+            RETURN NEW;  -- the foreign key reports a missing budget
+        END IF;
+        IF bud.agent_id <> NEW.agent_id OR bud.resource <> NEW.resource THEN
+            {
+            _rule(
+                "reservation_budget",
+                "budget % is agent %''s % budget, not agent %''s %",
+                "bud.id",
+                "bud.agent_id",
+                "bud.resource",
+                "NEW.agent_id",
+                "NEW.resource",
+            )
+        };
+        END IF;
+        -- Reservations whose lease ended never count against a new one.
+        PERFORM {SCHEMA}.expire_reservations(NEW.budget_id);
+        SELECT allocated - used - reserved INTO free FROM {SCHEMA}.budgets WHERE id = bud.id;
+        IF NEW.state = 'held' THEN
+            IF NEW.lease_expires_at <= now() THEN
+                {
+            _rule(
+                "reservation_lease",
+                "a lease must end after now (%), not at %",
+                "now()",
+                "NEW.lease_expires_at",
+            )
+        };
+            END IF;
+            IF NEW.amount > free THEN
+                {_over_budget("asked to reserve", "NEW.amount", "free")};
+            END IF;
+            UPDATE {SCHEMA}.budgets SET reserved = reserved + NEW.amount WHERE id = bud.id;
+        ELSE
+            IF NEW.actual > free THEN
+                {_over_budget("asked to use", "NEW.actual", "free")};
+            END IF;
+            UPDATE {SCHEMA}.budgets SET used = used + NEW.actual WHERE id = bud.id;
+        END IF;
+        RETURN NEW;
+    END IF;
+
+    IF (NEW.id, NEW.agent_id, NEW.resource, NEW.budget_id, NEW.amount, NEW.holder,
+        NEW.created_at) IS DISTINCT FROM (OLD.id, OLD.agent_id, OLD.resource, OLD.budget_id,
+        OLD.amount, OLD.holder, OLD.created_at) THEN
+        {
+            _rule(
+                "reservation_fixed",
+                "reservation % of % % held by %: only its state, lease and actual change",
+                "OLD.id",
+                "OLD.amount",
+                "OLD.resource",
+                "OLD.holder",
+            )
+        };
+    END IF;
+    IF OLD.state <> 'held' THEN
+        IF NEW IS DISTINCT FROM OLD THEN
+            {
+            _rule(
+                "reservation_final",
+                "reservation % is already %; it cannot become % (actual %)",
+                "OLD.id",
+                "OLD.state",
+                "NEW.state",
+                "NEW.actual",
+            )
+        };
+        END IF;
+        RETURN NEW;
+    END IF;
+    IF NEW.state = 'held' THEN
+        IF NEW.lease_expires_at IS DISTINCT FROM OLD.lease_expires_at THEN
+            IF OLD.lease_expires_at <= now() THEN
+                {_expired("OLD.id", "OLD.lease_expires_at")};
+            END IF;
+            IF NEW.lease_expires_at <= now() THEN
+                {
+            _rule(
+                "reservation_lease",
+                "a lease must end after now (%), not at %",
+                "now()",
+                "NEW.lease_expires_at",
+            )
+        };
+            END IF;
+        END IF;
+        RETURN NEW;  -- the CHECKs refuse an actual or finished_at while held
+    END IF;
+    IF NEW.state NOT IN ('committed', 'released', 'expired') THEN
+        RETURN NEW;  -- state_enum names it
+    END IF;
+
+    -- held -> committed / released / expired: the budget's books move with the row.
+    PERFORM 1 FROM {SCHEMA}.budgets WHERE id = OLD.budget_id FOR UPDATE;
+    NEW.finished_at := now();
+    IF NEW.state = 'committed' THEN
+        IF OLD.lease_expires_at <= now() THEN
+            {_expired("OLD.id", "OLD.lease_expires_at")};
+        END IF;
+        IF NOT coalesce(NEW.actual >= 0 AND NEW.actual < 'Infinity', false) THEN
+            RETURN NEW;  -- actual_when_committed names it
+        END IF;
+        SELECT allocated - used - reserved + OLD.amount INTO free
+          FROM {SCHEMA}.budgets WHERE id = OLD.budget_id;
+        IF NEW.actual > free THEN
+            {_over_budget("asked to use", "NEW.actual", "free")};
+        END IF;
+        UPDATE {SCHEMA}.budgets SET reserved = reserved - OLD.amount, used = used + NEW.actual
+         WHERE id = OLD.budget_id;
+    ELSE
+        IF NEW.state = 'expired' AND OLD.lease_expires_at > now() THEN
+            {
+            _rule(
+                "reservation_not_expired",
+                "reservation %''s lease runs until %; it cannot expire before",
+                "OLD.id",
+                "OLD.lease_expires_at",
+            )
+        };
+        END IF;
+        UPDATE {SCHEMA}.budgets SET reserved = reserved - OLD.amount WHERE id = OLD.budget_id;
+    END IF;
+    RETURN NEW;
+END
+""",
+    ),
+    Function(
+        "budget_reservations_before_delete",
+        "",
+        "trigger",
+        f"""
+BEGIN
+    -- A held reservation deleted by hand would leave its amount reserved for ever. A
+    -- cascade (its agent or budget deleted; depth 2) takes the books with it.
+    IF OLD.state = 'held' AND pg_trigger_depth() < 2 THEN
+        {
+            _rule(
+                "reservation_held",
+                "reservation % holds % %; commit or release it before deleting it",
+                "OLD.id",
+                "OLD.amount",
+                "OLD.resource",
+            )
+        };
+    END IF;
+    RETURN OLD;
+END
+""",
+    ),
+    Function(
+        "reservation_act",
+        "p_id uuid, p_holder text, p_action text, p_actual numeric, p_lease interval",
+        f"SETOF {_R}",
+        f"""
+DECLARE
+    r {_R};
+BEGIN
+    -- commit / release / renew one reservation by id, for its holder. A repeated commit
+    -- (same actual) or release returns the row as the first call left it; every
+    -- refusal raises, so the statement (expiry included) changes nothing.
+    SELECT * INTO r FROM {_R} WHERE id = p_id;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    -- The lock order: the budget row, then its reservations.
+    PERFORM 1 FROM {SCHEMA}.budgets WHERE id = r.budget_id FOR UPDATE;
+    PERFORM {SCHEMA}.expire_reservations(r.budget_id);
+    SELECT * INTO r FROM {_R} WHERE id = p_id FOR UPDATE;
+    IF r.holder <> p_holder THEN
+        {
+            _rule(
+                "reservation_holder",
+                "reservation % is held by %, not by %",
+                "r.id",
+                "quote_literal(r.holder)",
+                "quote_literal(p_holder)",
+                detail=_detail(id="r.id", holder="r.holder", asked="p_holder"),
+                table=_RT,
+            )
+        };
+    END IF;
+    IF r.state = 'expired' THEN
+        {_expired("r.id", "r.lease_expires_at", _RT)};
+    END IF;
+    IF (p_action = 'commit' AND r.state = 'committed' AND r.actual = p_actual)
+       OR (p_action = 'release' AND r.state = 'released') THEN
+        RETURN NEXT r;  -- a repeat: the first outcome, the books untouched
+        RETURN;
+    END IF;
+    IF r.state <> 'held' THEN
+        {
+            _rule(
+                "reservation_closed",
+                "reservation % is already % (actual %); it cannot be %",
+                "r.id",
+                "r.state",
+                "coalesce(r.actual::text, 'none')",
+                "CASE p_action WHEN 'commit' THEN 'committed with ' || p_actual "
+                "WHEN 'release' THEN 'released' ELSE 'renewed' END",
+                detail=_detail(id="r.id", state="r.state", actual="r.actual", action="p_action"),
+                table=_RT,
+            )
+        };
+    END IF;
+    IF p_action = 'commit' THEN
+        UPDATE {_R} SET state = 'committed', actual = p_actual WHERE id = p_id RETURNING * INTO r;
+    ELSIF p_action = 'release' THEN
+        UPDATE {_R} SET state = 'released' WHERE id = p_id RETURNING * INTO r;
+    ELSIF p_action = 'renew' THEN
+        UPDATE {_R} SET lease_expires_at = now() + p_lease WHERE id = p_id RETURNING * INTO r;
+    ELSE
+        RAISE EXCEPTION 'reservation_act: unknown action %', p_action;
+    END IF;
+    RETURN NEXT r;
+END
+""",
+    ),
+    Function(
+        "budget_books",
+        "p_agent uuid",
+        "TABLE(resource varchar, allocated numeric, used numeric, reserved numeric, held numeric)",
+        f"""
+DECLARE
+    b record;
+BEGIN
+    -- Expire what is overdue first (budget rows locked by resource: the lock order), unless
+    -- the caller's transaction is read-only; then the figures read as if expired.
+    IF current_setting('transaction_read_only') = 'off' AND EXISTS (
+        SELECT 1 FROM {SCHEMA}.budgets x JOIN {_R} r ON r.budget_id = x.id
+         WHERE x.agent_id = p_agent AND r.state = 'held' AND r.lease_expires_at <= now()) THEN
+        FOR b IN SELECT x.id FROM {SCHEMA}.budgets x WHERE x.agent_id = p_agent
+                  ORDER BY x.resource FOR UPDATE
+        LOOP
+            PERFORM {SCHEMA}.expire_reservations(b.id);
+        END LOOP;
+    END IF;
+    -- One statement: one snapshot of all the agent's budgets.
+    RETURN QUERY
+    SELECT x.resource, x.allocated, x.used, x.reserved - coalesce(o.overdue, 0),
+           coalesce(o.held, 0)
+      FROM {SCHEMA}.budgets x
+      LEFT JOIN LATERAL (
+            SELECT sum(r.amount) FILTER (WHERE r.lease_expires_at <= now()) AS overdue,
+                   sum(r.amount) FILTER (WHERE r.lease_expires_at > now()) AS held
+              FROM {_R} r WHERE r.budget_id = x.id AND r.state = 'held') o ON true
+     WHERE x.agent_id = p_agent
+     ORDER BY x.resource;
+END
+""",
+    ),
+)
+
+
 def _transition_function(name: str, column: str, table: Mapping[Any, frozenset[Any]]) -> Function:
     """A trigger function refusing any change of ``column`` not listed in ``table``."""
     cases = "\n".join(
@@ -640,7 +1022,8 @@ END
 _INDEX_LOOKUPS = frozenset({
     "agents_guard", "agents_closure", "return_budgets", "agents_before_delete",
     "budgets_guard", "budgets_before_delete", "checkpoints_guard", "hierarchies_guard",
-    "messages_recipient",
+    "messages_recipient", "expire_reservations", "budget_reservations_guard", "reservation_act",
+    "budget_books",
 })  # fmt: skip
 FUNCTIONS = tuple(
     dataclasses.replace(f, settings=("enable_seqscan = off",)) if f.name in _INDEX_LOOKUPS else f
@@ -677,6 +1060,18 @@ TRIGGERS: tuple[Trigger, ...] = (
     Trigger("budgets_guard", "budgets", "BEFORE INSERT OR UPDATE", "budgets_guard"),
     Trigger("budgets_before_delete", "budgets", "BEFORE DELETE", "budgets_before_delete"),
     Trigger("checkpoints_guard", "checkpoints", "BEFORE INSERT OR UPDATE", "checkpoints_guard"),
+    Trigger(
+        "budget_reservations_guard",
+        "budget_reservations",
+        "BEFORE INSERT OR UPDATE",
+        "budget_reservations_guard",
+    ),
+    Trigger(
+        "budget_reservations_before_delete",
+        "budget_reservations",
+        "BEFORE DELETE",
+        "budget_reservations_before_delete",
+    ),
     Trigger(
         "run_phase_transition",
         "feature_runs",

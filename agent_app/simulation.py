@@ -145,8 +145,8 @@ class _Run:
                 for k in range(rng.randint(1, 3))
             ]  # fmt: skip
             input_tokens, output_tokens = rng.randint(800, 4000), rng.randint(50, 600)
-            hold = await budgets.reserve(agent.id, R.tokens, 4600)
-            await budgets.commit(hold, input_tokens + output_tokens)
+            hold = await budgets.reserve(agent.id, R.tokens, 4600, holder=self.worker)
+            await budgets.commit(hold, input_tokens + output_tokens)  # by id, safe to repeat
             batch.append(
                 tel.StepIn(
                     inv, n, FinishReason.stop if last else FinishReason.tool_calls,
@@ -178,7 +178,7 @@ class _Run:
             for result in results:
                 await tel.record_tool_result(result)
         _, _, cost = await tel.finish_invocation(inv, output={"ok": True}, finish_reason="stop")
-        await budgets.charge(agent.id, R.cost_usd, cost)
+        await budgets.charge(agent.id, R.cost_usd, cost, holder=self.worker)
         self.stats.steps += len(batch)
         self.stats.cost_usd += cost
         return inv

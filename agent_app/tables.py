@@ -1,6 +1,7 @@
-"""The fifteen tables of the contract (``DATA_MODEL.md``), all in the schema ``agent``, and the
-five tables of the framework integrations (LangGraph threads, checkpoints, blobs and writes;
-Agents SDK session items), which the contract leaves open.
+"""The fifteen tables of the contract (``DATA_MODEL.md``), all in the schema ``agent``, the
+budget reservations the books are kept from (``budget_reservations``), and the five tables
+of the framework integrations (LangGraph threads, checkpoints, blobs and writes; Agents SDK
+session items), which the contract leaves open.
 
 What the database guarantees, whoever writes (ORM, raw SQL, the admin):
 
@@ -12,7 +13,9 @@ What the database guarantees, whoever writes (ORM, raw SQL, the admin):
   and ``hierarchies`` (the closure table) is written only by the trigger;
 * budgets: a child's allocation is reserved out of its parent's budget in the
   same statement (refused with ``budget_limits`` when the parent lacks the
-  headroom), and returned when the child reaches a terminal status;
+  headroom), and returned when the child reaches a terminal status; ``used`` and
+  ``reserved`` are kept from ``budget_reservations`` rows by triggers only
+  (``budget_books_derived`` refuses a write by hand);
 * ``updated_at`` is set by a trigger on every UPDATE;
 * deleting a feature run deletes what it owns (phases, invocations, steps,
   tool calls, memory, CTAs, agents with their budgets, messages, workspaces,
@@ -62,6 +65,7 @@ from agent_app.enums import (
     MemoryKind,
     MessageStatus,
     PhaseStatus,
+    ReservationState,
     SandboxSourceType,
     SandboxStatus,
     SnapshotStatus,
@@ -504,7 +508,10 @@ class CtaEvent(Table, tablename="cta_events", schema=SCHEMA):
 class Budget(Table, tablename="budgets", schema=SCHEMA):
     """How much of one resource (tokens, cost_usd, tool_calls) an agent may spend:
     used and reserved never exceed allocated (constraint budget_limits). A child's
-    allocation is reserved out of its parent's budget of the same resource."""
+    allocation is reserved out of its parent's budget of the same resource. used and
+    reserved are kept by triggers only: reserved is the held budget_reservations plus
+    the live children's allocations, used the committed reservations plus the usage of
+    finished children."""
 
     id = UUID(primary_key=True)
     agent_id = _owned_by(Agent)
@@ -521,6 +528,50 @@ class Budget(Table, tablename="budgets", schema=SCHEMA):
     )
     budget_numbers_finite = _finite("allocated", "used", "reserved")
     budgets_agent_resource_key = Unique(["agent_id", "resource"])
+
+
+class BudgetReservation(Table, tablename="budget_reservations", schema=SCHEMA):
+    """An amount held against one budget by a named holder until its lease ends: held,
+    then committed (turned into usage), released or expired, each final. Triggers keep
+    the budget's reserved and used from these rows; a charge without a reservation is a
+    row born committed."""
+
+    id = UUID(primary_key=True)
+    # The budget's agent and resource, copied (the trigger refuses a mismatch) so a
+    # worker's reservations read without a join. No foreign key of its own: deleting the
+    # agent deletes its budgets, and those their reservations - one index fewer to keep.
+    agent_id = UUID(default=None)
+    resource = Varchar(choices=BudgetResource)
+    budget_id = _owned_by(Budget)
+    amount = Numeric()
+    holder = Varchar()
+    state = Varchar(choices=ReservationState, default=ReservationState.held)
+    actual = Numeric(null=True, default=None)
+    lease_expires_at = Timestamptz()
+    created_at = _now()
+    finished_at = _maybe_time()
+
+    resource_enum = enum_check("resource", BudgetResource)
+    state_enum = enum_check("state", ReservationState)
+    # 'Infinity' is the largest numeric but NaN: this refuses both.
+    amount_positive = Check("amount > 0 AND amount < 'Infinity'")
+    actual_when_committed = Check(
+        f"(state = {sql_list(['committed'])}) = (actual IS NOT NULL) "
+        "AND (actual IS NULL OR (actual >= 0 AND actual < 'Infinity'))"
+    )
+    finished_when_final = Check(
+        f"(state IN ({sql_list(['committed', 'released', 'expired'])})) = (finished_at IS NOT NULL)"
+    )
+    holder_not_empty = Check("holder ~ '[^[:space:]]'")
+
+    _indexes = (
+        Index(
+            "budget_reservations_budget_idx",
+            ("budget_id", "state", "lease_expires_at"),
+            why="a budget's held reservations, overdue first (expiry, finish, the books); "
+            "deleting a budget",
+        ),
+    )
 
 
 class Message(Table, tablename="messages", schema=SCHEMA):
@@ -887,6 +938,7 @@ TABLES: tuple[type[Table], ...] = (
     MemoryRecord,
     CtaEvent,
     Budget,
+    BudgetReservation,
     Message,
     Workspace,
     Checkpoint,

@@ -1,6 +1,7 @@
 """Budget reserve+commit throughput with 16 workers: all on one budget (every operation
-waits for the same row lock) against each on its own budget, in one run. Prints
-operations/s and the ratio; checks the books balance afterwards.
+waits for the same row lock) against each on its own budget, in one run. Each pair
+inserts a reservation row and commits it by id. Prints operations/s and the ratio;
+checks the books balance afterwards.
 
     python -m benchmarks.budget_contention [--ops 300] [--workers 16]
 """
@@ -22,8 +23,9 @@ async def main(ops: int, workers: int, rounds: int) -> None:
     await db.start_pool(min_size=workers + 1, max_size=workers + 1)
 
     async def worker(agent_id: object) -> None:
+        holder = f"bench-{id(asyncio.current_task())}"
         for _ in range(ops):
-            r = await budgets.reserve(agent_id, T, 10)  # type: ignore[arg-type]
+            r = await budgets.reserve(agent_id, T, 10, holder=holder)  # type: ignore[arg-type]
             await budgets.commit(r, 7)
 
     results: dict[str, list[float]] = {"one budget": [], "separate budgets": []}

@@ -51,6 +51,36 @@ async def budget(
     )
 
 
+async def use(
+    conn: asyncpg.Connection, agent_id: uuid.UUID, amount: Decimal | int, resource: str = "tokens"
+) -> uuid.UUID:
+    """Record usage the way raw SQL may: a reservation row born committed (the trigger
+    adds it to the budget's ``used``; writing ``used`` by hand is refused)."""
+    return await conn.fetchval(
+        "INSERT INTO agent.budget_reservations (budget_id, agent_id, resource, amount, holder, "
+        "state, actual, lease_expires_at, finished_at) "
+        "SELECT id, agent_id, resource, $3, 'factory', 'committed', $3, now(), now() "
+        "FROM agent.budgets WHERE agent_id = $1 AND resource = $2 RETURNING id",
+        agent_id,
+        resource,
+        Decimal(amount),
+    )
+
+
+async def hold(
+    conn: asyncpg.Connection, agent_id: uuid.UUID, amount: Decimal | int, resource: str = "tokens"
+) -> uuid.UUID:
+    """A held reservation for an hour, by raw SQL."""
+    return await conn.fetchval(
+        "INSERT INTO agent.budget_reservations (budget_id, agent_id, resource, amount, holder, "
+        "lease_expires_at) SELECT id, agent_id, resource, $3, 'factory', now() + interval '1 hour' "
+        "FROM agent.budgets WHERE agent_id = $1 AND resource = $2 RETURNING id",
+        agent_id,
+        resource,
+        Decimal(amount),
+    )
+
+
 async def budget_row(
     conn: asyncpg.Connection, agent_id: uuid.UUID, resource: str = "tokens"
 ) -> tuple[Decimal, Decimal, Decimal]:

@@ -165,6 +165,11 @@ GOOD: dict[str, Callable[[World], Call]] = {
     "budgets.release": lambda w: call(w.reservation),
     "budgets.charge": lambda w: call(w.root, "tokens", "3"),
     "budgets.books": lambda w: call(w.root),
+    "budgets.renew": lambda w: call(
+        w.reservation, dt.timedelta(minutes=5), holder=w.reservation.holder
+    ),
+    "budgets.get": lambda w: call(w.reservation),
+    "budgets.audit": lambda w: call([w.root]),
     "hierarchy.create_root": lambda w: call(
         AgentType.orchestrator, "r2", run_id=w.run, budgets={T: 5}
     ),

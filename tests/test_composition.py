@@ -12,6 +12,7 @@ without a case here fails :func:`test_every_public_operation_has_a_case`.
 
 from __future__ import annotations
 
+import datetime as dt
 import inspect
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -199,8 +200,6 @@ async def a_dead_message() -> X:
 
 async def a_reservation() -> X:
     x = await an_agent()
-    # On the child, which has no carve-outs of its own: a repeat is refused on main's
-    # amount-based reservations too.
     x.reservation = await budgets.reserve(x.child, T, 10)
     return x
 
@@ -614,7 +613,7 @@ CASES: dict[str, Case] = {
 # --------------------------------------------------------------------------- #
 
 QUEUE = ("messages",)
-BOOKS = ("budgets", "agents")
+BOOKS = ("budgets", "budget_reservations", "agents")
 TREE = ("agents", "hierarchies", "budgets", "messages")
 
 OTHER_CASES: dict[str, Case] = {
@@ -714,8 +713,13 @@ OTHER_CASES: dict[str, Case] = {
         (
             refuse(
                 AgentAppError,
-                "reservation_gone",
-                lambda x, kw: budgets.commit(x.reservation, 7, **kw),
+                "reservation_closed",
+                lambda x, kw: budgets.commit(x.reservation, 8, **kw),
+            ),
+            refuse(
+                AgentAppError,
+                "reservation_holder",
+                lambda x, kw: budgets.commit(x.reservation.id, 7, holder="thief", **kw),
             ),
         ),
     ),
@@ -726,11 +730,37 @@ OTHER_CASES: dict[str, Case] = {
         (
             refuse(
                 AgentAppError,
-                "reservation_gone",
-                lambda x, kw: budgets.release(x.reservation, **kw),
+                "reservation_closed",
+                lambda x, kw: budgets.commit(x.reservation, 7, **kw),
             ),
         ),
     ),
+    "budgets.renew": Case(
+        BOOKS,
+        a_reservation,
+        lambda x, kw: budgets.renew(x.reservation, dt.timedelta(minutes=1), **kw),
+        (
+            refuse(
+                AgentAppError,
+                "reservation_holder",
+                lambda x, kw: budgets.renew(
+                    x.reservation.id, dt.timedelta(minutes=1), holder="thief", **kw
+                ),
+            ),
+            refuse(
+                AgentAppError,
+                "lease_range",
+                lambda x, kw: budgets.renew(x.reservation, dt.timedelta(0), **kw),
+            ),
+        ),
+    ),
+    "budgets.get": Case(
+        BOOKS,
+        a_reservation,
+        lambda x, kw: budgets.get(x.reservation, **kw),
+        (refuse(AgentAppError, "not_found", lambda x, kw: budgets.get(nowhere(), **kw)),),
+    ),
+    "budgets.audit": Case(BOOKS, an_agent, lambda x, kw: budgets.audit([x.agent], **kw)),
     "budgets.charge": Case(
         BOOKS,
         an_agent,

@@ -259,7 +259,7 @@ async def test_the_admin_home_opens_the_console_and_history_tables_have_no_edit_
 ) -> None:
     page = (await client.get("/")).text
     assert 'location.replace("./console/")' in page
-    assert '["agent_steps", "tool_calls", "checkpoints"]' in page
+    assert '["agent_steps", "tool_calls", "checkpoints", "budget_reservations"]' in page
     await login(client)
     tables = (await client.get("/api/tables/")).json()
     assert "hierarchies" not in tables and "feature_runs" in tables

@@ -177,16 +177,21 @@ async def test_agent_rules(conn: asyncpg.Connection) -> None:
 
 async def test_budget_rules(conn: asyncpg.Connection) -> None:
     agent = await factories.agent(conn)
-    ins = "INSERT INTO agent.budgets (agent_id, resource, allocated, used, reserved) VALUES ($1, $2, $3, $4, $5)"
-    await refused(conn, "budget_limits", ins, agent, "tokens", -1, 0, 0)
-    await refused(conn, "budget_limits", ins, agent, "tokens", 10, 6, 5)
-    await refused(conn, "budget_limits", ins, agent, "tokens", 10, -1, 0)
-    await conn.execute(ins, agent, "tokens", 10, 6, 4)
-    await refused(conn, "budgets_agent_resource_key", ins, agent, "tokens", 10, 0, 0)
+    ins = "INSERT INTO agent.budgets (agent_id, resource, allocated) VALUES ($1, $2, $3)"
+    await refused(conn, "budget_limits", ins, agent, "tokens", -1)
+    await conn.execute(ins, agent, "tokens", 10)
+    await refused(conn, "budgets_agent_resource_key", ins, agent, "tokens", 10)
+    # used and reserved come from reservation rows; the CHECK still holds under them.
+    await factories.use(conn, agent, 6)
+    await factories.hold(conn, agent, 4)
+    await refused(
+        conn, "budget_limits", "UPDATE agent.budgets SET allocated = 9 WHERE agent_id = $1", agent
+    )
     await refused(
         conn,
-        "budget_limits",
-        "UPDATE agent.budgets SET used = used + 1 WHERE agent_id = $1",
+        "budget_books_derived",
+        "INSERT INTO agent.budgets (agent_id, resource, allocated, used, reserved) "
+        "VALUES ($1, 'cost_usd', 10, 6, 4)",
         agent,
     )
 

@@ -3,7 +3,9 @@ raw SQL, and for arbitrary strings (hypothesis). Every value inside is accepted.
 
 from __future__ import annotations
 
+import datetime
 import uuid
+from decimal import Decimal
 from enum import Enum
 from typing import Any
 
@@ -31,8 +33,13 @@ SKIP_ACCEPT = {
     ("phase_results", "phase", "completed"),
     ("phase_results", "phase", "failed"),
     ("sandboxes", "source_type", "snapshot"),
+    # a reservation starts held (or committed); it reaches these by an update
+    ("budget_reservations", "state", "released"),
+    ("budget_reservations", "state", "expired"),
 }
 TEXT_REQUIRED = {"content": "remember this", "prompt": "approve?"}
+# budget_reservations: a positive amount, a holder, a lease ending in the future.
+OTHER_REQUIRED: dict[str, Any] = {"amount": Decimal(1), "holder": "w1"}
 
 
 def _valid_row(table: type[Table], fks: dict[str, uuid.UUID] | None = None) -> dict[str, Any]:
@@ -47,6 +54,11 @@ def _valid_row(table: type[Table], fks: dict[str, uuid.UUID] | None = None) -> d
             row[name] = next(iter(choices)).value
         if name in TEXT_REQUIRED:
             row[name] = TEXT_REQUIRED[name]
+        if name in OTHER_REQUIRED:
+            row[name] = OTHER_REQUIRED[name]
+    if table._meta.tablename == "budget_reservations":
+        row["agent_id"] = (fks or {}).get("agent_id", uuid.uuid4())  # the budget's agent
+        row["lease_expires_at"] = _now() + datetime.timedelta(hours=1)
     return row
 
 
@@ -96,6 +108,8 @@ async def parents(conn: asyncpg.Connection) -> dict[str, uuid.UUID]:
     run = await factories.run(conn)
     phase = await factories.phase(conn, run)
     agent = await factories.agent(conn)
+    for resource in ("tokens", "cost_usd", "tool_calls"):
+        await factories.budget(conn, agent, 100, resource)
     invocation = await factories.invocation(conn, run, phase)
     step = await factories.step(conn, invocation)
     return {
@@ -141,6 +155,16 @@ async def test_every_enum_value_is_accepted(
             row.update(worktree_path=f"/w/{member.value}", branch_name=f"b-{member.value}")
         if table._meta.tablename == "budgets":
             row["resource"] = member.value
+            row["agent_id"] = await factories.agent(conn)
+        if table._meta.tablename == "budget_reservations":
+            resource = row["resource"]
+            row["budget_id"] = await conn.fetchval(
+                "SELECT id FROM agent.budgets WHERE agent_id = $1 AND resource = $2",
+                row["agent_id"],
+                resource,
+            )
+            if member.value == "committed":
+                row.update(actual=Decimal(1), finished_at=_now())
         if table._meta.tablename == "tool_calls":
             row["tool_call_id"] = f"call-{member.value}"
         if table._meta.tablename == "agent_steps":

@@ -16,6 +16,7 @@ from agent_app.errors import (
     BudgetExceeded,
     DepthLimitExceeded,
     NotFound,
+    ReservationClosed,
     RuleViolation,
 )
 from agent_app.tables import MAX_AGENT_DEPTH
@@ -111,8 +112,9 @@ async def test_reserve_commit_release_charge_and_their_refusals() -> None:
     await budgets.commit(r1, 70)  # over the reservation, within the budget
     assert await books(agent.id) == (100, 70, 0)
     r2 = await budgets.reserve(agent.id, T, 30)
-    await budgets.release(r2)
-    await unchanged_by(budgets.release(r2), RuleViolation)  # released twice: reservation_gone
+    released = await budgets.release(r2)
+    assert await budgets.release(r2) == released  # a repeat: the same outcome, books once
+    await unchanged_by(budgets.commit(r2, 30), ReservationClosed)
     await unchanged_by(budgets.charge(agent.id, T, 31), BudgetExceeded)
     await budgets.charge(agent.id, T, 30)
     assert await books(agent.id) == (100, 100, 0)
@@ -181,11 +183,17 @@ async def test_books_balance_after_spawns_reservations_commits_and_reclaims() ->
     live_allocated = sum([(await books(x))[0] for x in live], Decimal(0))
     assert allocated == 10_000 and used == sum(finished_used)
     assert reserved == live_allocated
+    tree = [root.id, *(x.id for x in await hierarchy.subtree(root.id))]
+    # Every budget's reserved is exactly its held reservations plus its live children's
+    # allocations; nothing is held any more (every reservation was committed).
+    assert await budgets.audit(tree) == []
     for x in await hierarchy.subtree(root.id):
-        a, u, r = await books(x.id)
-        assert u + r <= a
-        if x.finished:
-            assert r == 0
+        _, u, r = await books(x.id)
+        assert r == 0
+        assert u == await db.fetchval(
+            "SELECT coalesce(sum(actual), 0) FROM agent.budget_reservations WHERE agent_id = $1",
+            x.id,
+        )
     assert refused > 0  # the budget ran out at some point: refusals were exercised
 
 

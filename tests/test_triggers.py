@@ -56,7 +56,7 @@ async def test_updated_at_on_budgets_and_workspaces(conn: asyncpg.Connection) ->
         agent,
         OLD,
     )
-    await conn.execute("UPDATE agent.budgets SET used = 1 WHERE id = $1", budget)
+    await conn.execute("UPDATE agent.budgets SET allocated = 11 WHERE id = $1", budget)
     await conn.execute("UPDATE agent.workspaces SET head_commit = 'abc' WHERE id = $1", ws)
     now = await conn.fetchval("SELECT now()")
     assert await conn.fetchval("SELECT updated_at FROM agent.budgets WHERE id = $1", budget) == now
@@ -207,7 +207,7 @@ async def test_allocation_reserves_from_parent_and_refusal_changes_nothing(
 ) -> None:
     parent = await factories.agent(conn, agent_type="orchestrator")
     await factories.budget(conn, parent, 1000)
-    await conn.execute("UPDATE agent.budgets SET used = 100 WHERE agent_id = $1", parent)
+    await factories.use(conn, parent, 100)
     child = await factories.agent(conn, parent_id=parent)
     await factories.budget(conn, child, 600)
     assert await factories.budget_row(conn, parent) == (1000, 100, 600)
@@ -253,12 +253,8 @@ async def test_reclaim_returns_exact_amounts_and_closes_the_child(conn: asyncpg.
     await factories.budget(conn, parent, Decimal("12.345678"), "cost_usd")
     child = await factories.agent(conn, parent_id=parent)
     await factories.budget(conn, child, Decimal("5.000001"), "cost_usd")
-    await conn.execute(
-        "UPDATE agent.budgets SET used = $2, reserved = $3 WHERE agent_id = $1",
-        child,
-        Decimal("1.234567"),
-        Decimal("0.5"),
-    )
+    await factories.use(conn, child, Decimal("1.234567"), "cost_usd")
+    held = await factories.hold(conn, child, Decimal("0.5"), "cost_usd")
     await conn.execute("UPDATE agent.agents SET status = 'completed' WHERE id = $1", child)
     assert await factories.budget_row(conn, parent, "cost_usd") == (
         Decimal("12.345678"),
@@ -270,6 +266,10 @@ async def test_reclaim_returns_exact_amounts_and_closes_the_child(conn: asyncpg.
         Decimal("5.000001"),
         Decimal("1.234567"),
         Decimal("0"),
+    )
+    assert (
+        await conn.fetchval("SELECT state FROM agent.budget_reservations WHERE id = $1", held)
+        == "released"
     )
     assert await conn.fetchval(
         "SELECT finished_at IS NOT NULL FROM agent.agents WHERE id = $1", child
@@ -320,7 +320,7 @@ async def test_deleting_a_live_childs_budget_or_the_child_gives_it_back(
     b = await factories.agent(conn, parent_id=parent)
     await factories.budget(conn, a, 30)
     await factories.budget(conn, b, 20)
-    await conn.execute("UPDATE agent.budgets SET used = 7 WHERE agent_id = $1", a)
+    await factories.use(conn, a, 7)
     assert await factories.budget_row(conn, parent) == (100, 0, 50)
     await conn.execute("DELETE FROM agent.budgets WHERE agent_id = $1", a)
     assert await factories.budget_row(conn, parent) == (100, 7, 20)
@@ -370,9 +370,8 @@ def test_budget_books_balance_for_any_allocations_and_reclaims(
                     await factories.budget(conn, child, amount)
                     used = (amount * Decimal(str(use_fraction))).quantize(Decimal("0.0001"))
                     used = min(used, amount)
-                    await conn.execute(
-                        "UPDATE agent.budgets SET used = $2 WHERE agent_id = $1", child, used
-                    )
+                    if used:
+                        await factories.use(conn, child, used)
                     free -= amount
                     spent += used
                     accepted.append(child)
