@@ -285,6 +285,10 @@ WITH redriven AS (
        SET status = 'pending', attempts = 0, available_at = now(), finished_at = NULL
      WHERE status = 'dead'
        AND ($1::bigint[] IS NULL OR id = ANY($1::bigint[]))
+       -- a finished agent gets no message again (the database would cancel it)
+       AND NOT EXISTS (SELECT 1 FROM agent.agents AS a
+                        WHERE a.id = recipient_id
+                          AND a.status IN ('completed', 'failed', 'terminated'))
        AND ($2::uuid IS NULL OR recipient_id = $2::uuid)
     RETURNING id, recipient_id
 )

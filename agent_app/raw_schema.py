@@ -565,6 +565,18 @@ DECLARE
 BEGIN
     IF TG_OP = 'UPDATE' AND NEW.recipient_id = OLD.recipient_id
        AND NEW.run_id IS NOT DISTINCT FROM OLD.run_id THEN
+        -- A message coming back to pending (a retry, a released or expired claim, a
+        -- redrive) for an agent that has finished is cancelled instead, as finish
+        -- cancels the pending ones: a finished agent never gets a message again.
+        IF NEW.status = 'pending' AND OLD.status <> 'pending' AND EXISTS (
+            SELECT 1 FROM {SCHEMA}.agents
+             WHERE id = NEW.recipient_id AND status IN ({TERMINAL})) THEN
+            NEW.status := 'cancelled';
+            NEW.finished_at := now();
+            NEW.claimed_by := NULL;
+            NEW.claimed_at := NULL;
+            NEW.lease_expires_at := NULL;
+        END IF;
         RETURN NEW;
     END IF;
     -- FOR SHARE: the recipient cannot finish while a message to it is being added
@@ -1094,7 +1106,7 @@ TRIGGERS: tuple[Trigger, ...] = (
     Trigger(
         "messages_recipient",
         "messages",
-        "BEFORE INSERT OR UPDATE OF recipient_id, run_id",
+        "BEFORE INSERT OR UPDATE OF recipient_id, run_id, status",
         "messages_recipient",
     ),
     Trigger(

@@ -653,7 +653,8 @@ OTHER_CASES: dict[str, Case] = {
         QUEUE,
         a_claimed_message,
         lambda x, kw: queue.ack(x.claimed, "w", **kw),
-        (refuse(AgentAppError, "lease_lost", lambda x, kw: queue.ack(x.claimed, "w", **kw)),),
+        # A repeated ack by the holder succeeds (idempotent); another worker's is refused.
+        (refuse(AgentAppError, "lease_lost", lambda x, kw: queue.ack(x.claimed, "x", **kw)),),
     ),
     "queue.extend_lease": Case(
         QUEUE,

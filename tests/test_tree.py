@@ -364,3 +364,33 @@ async def test_a_message_takes_its_recipients_run_and_the_run_can_be_deleted(
         )
         is None
     )
+
+
+async def test_a_finished_agents_message_never_comes_back_to_pending() -> None:
+    # Retries, released or expired claims and redrives all put a message back to
+    # pending; for an agent that has finished, the database cancels it instead.
+    root = await hierarchy.create_root(AgentType.orchestrator, "o")
+    child = await hierarchy.spawn_child(root.id, AgentType.coder, "c")
+    ids = await queue.send_many([queue.Outgoing(child.id, "k", max_attempts=5)] * 3)
+    claimed = await queue.claim("w", [child.id], limit=3)
+    await queue.fail(claimed[0], "w", "boom", retry=False)  # dead
+    await hierarchy.finish(child.id, AgentStatus.terminated)
+    # fail(retry=True) and release of claims still held: cancelled, not pending.
+    [(_, status, _)] = await queue.fail(claimed[1], "w", "again", retry=True)
+    await queue.release(claimed[2], "w")
+    # redrive skips the finished agent's dead message.
+    assert await queue.redrive([ids[0]]) == 0
+    async with db.connection() as c:
+        rows = await c.fetch(
+            "SELECT id, status FROM agent.messages WHERE id = ANY($1) ORDER BY id", ids
+        )
+        # Raw SQL cannot bring one back either.
+        await c.execute(
+            "UPDATE agent.messages SET status = 'pending', finished_at = NULL WHERE id = $1",
+            ids[0],
+        )
+        raw = await c.fetchval("SELECT status FROM agent.messages WHERE id = $1", ids[0])
+    assert [r["status"] for r in rows] == ["dead", "cancelled", "cancelled"]
+    assert status == "cancelled"
+    assert raw == "cancelled"
+    assert await queue.claim("w2", [child.id], limit=10) == []
