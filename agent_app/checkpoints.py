@@ -127,17 +127,19 @@ async def _save_in_turn(
     )
 
 
+# load_latest: the newest checkpoint, by the (agent_id, sequence) key read backwards.
+LOAD_LATEST = (
+    f"SELECT {_COLUMNS}, state_snapshot::text AS state FROM agent.checkpoints "
+    "WHERE agent_id = $1 ORDER BY sequence DESC LIMIT 1"
+)
+
+
 @validated
 async def load_latest(
     agent_id: uuid.UUID, *, conn: asyncpg.Connection | None = None
 ) -> Checkpoint | None:
     """The agent's newest checkpoint with its state, or None if it has none."""
-    row = await db.fetchrow(
-        f"SELECT {_COLUMNS}, state_snapshot::text AS state FROM agent.checkpoints "
-        "WHERE agent_id = $1 ORDER BY sequence DESC LIMIT 1",
-        agent_id,
-        conn=conn,
-    )
+    row = await db.fetchrow(LOAD_LATEST, agent_id, conn=conn)
     if row is None:
         return None
     values = dict(row)

@@ -1,9 +1,10 @@
 """Budget reserve+commit throughput with 16 workers: all on one budget (every operation
 waits for the same row lock) against each on its own budget, in one run. Each pair
 inserts a reservation row and commits it by id. Prints operations/s and the ratio;
-checks the books balance afterwards.
+checks the books balance afterwards. Baseline: the same API without contention (each
+worker its own budget). No target: the figure shows what one hot budget costs.
 
-    python -m benchmarks.budget_contention [--ops 300] [--workers 16]
+    python -m benchmarks.budget_contention [--quick] [--ops 300] [--workers 16]
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ import argparse
 import asyncio
 from decimal import Decimal
 
-from benchmarks.common import median, prepare, table, timed
+from benchmarks.common import median, prepare, report, table, timed
 
 
-async def main(ops: int, workers: int, rounds: int) -> None:
+async def main(ops: int, workers: int, rounds: int, summary: str | None) -> None:
     from agent_app import budgets, db, hierarchy
     from agent_app.enums import AgentType, BudgetResource
 
@@ -53,6 +54,8 @@ async def main(ops: int, workers: int, rounds: int) -> None:
             ["", "pairs/s", "vs separate"],
         )
     )
+    report(summary, [("budget pairs/s, one shared budget vs one each", one / separate, "-",
+                      None)])  # fmt: skip
     await db.close_pool()
 
 
@@ -61,6 +64,9 @@ if __name__ == "__main__":
     parser.add_argument("--ops", type=int, default=300)
     parser.add_argument("--workers", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--summary", default=None, help="append summary rows (JSON lines)")
     args = parser.parse_args()
     prepare()
-    asyncio.run(main(args.ops, args.workers, args.rounds))
+    ops = 60 if args.quick else args.ops
+    asyncio.run(main(ops, args.workers, args.rounds, args.summary))

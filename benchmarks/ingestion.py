@@ -1,8 +1,13 @@
 """Telemetry ingestion: steps + tool calls per second through the API (one step at a time,
-and bulk with COPY) against bare ``copy_records_to_table`` of the same rows, in one run
-(aim: bulk at 0.7x of bare COPY or better).
+and bulk with COPY) against bare ``copy_records_to_table`` of the same rows, in one run.
 
-    python -m benchmarks.ingestion [--steps 20000] [--rounds 3]
+Baseline: the same rows (a step and its two tool calls), built in Python and written with
+asyncpg's ``copy_records_to_table`` on one held connection, 1,000 steps per transaction,
+exactly as ``telemetry.ingest`` batches them; the API bulk path adds its validation,
+usage roll-up and result matching. Rounds interleaved, medians of ``--rounds``.
+Target (issue 13): bulk ingestion >= 0.9x bare COPY.
+
+    python -m benchmarks.ingestion [--quick] [--steps 20000] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -12,10 +17,10 @@ import asyncio
 import datetime as dt
 import uuid
 
-from benchmarks.common import median, prepare, table, timed
+from benchmarks.common import median, prepare, report, table, timed
 
 
-async def main(n_steps: int, rounds: int) -> None:
+async def main(n_steps: int, rounds: int, summary: str | None) -> None:
     from agent_app import db, runs, telemetry
     from agent_app.enums import AgentType, FeaturePhase
     from agent_app.telemetry import STEP_COLUMNS, TOOL_CALL_COLUMNS, StepIn, ToolCallIn
@@ -84,6 +89,8 @@ async def main(n_steps: int, rounds: int) -> None:
     rows = [[name, f"{median(v):,.0f}", f"{median(v) / bare:.2f}x"] for name, v in results.items()]
     print(f"telemetry ingestion, rows/s (a step + 2 tool calls = 3 rows; median of {rounds})")
     print(table(rows, ["path", "rows/s", "vs bare COPY"]))
+    bulk = median(results["api bulk (COPY)"]) / bare
+    report(summary, [("ingestion bulk vs bare COPY", bulk, ">= 0.9x", bulk >= 0.9)])
     await db.close_pool()
 
 
@@ -91,6 +98,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=20000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--summary", default=None, help="append summary rows (JSON lines)")
     args = parser.parse_args()
     prepare()
-    asyncio.run(main(args.steps, args.rounds))
+    asyncio.run(main(4000 if args.quick else args.steps, args.rounds, args.summary))
