@@ -37,6 +37,7 @@ BENCHMARKS: list[tuple[str, str]] = [
     ("ingestion", "telemetry bulk ingestion vs bare COPY"),
     ("budget_contention", "one hot budget vs a budget per worker"),
     ("checkpoints_vs_langgraph", "checkpoints vs LangGraph's saver (best case; needs langgraph)"),
+    ("messages_indexes", "which statement uses each index of agent.messages"),
 ]
 
 
