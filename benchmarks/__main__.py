@@ -38,16 +38,24 @@ BENCHMARKS: list[tuple[str, str]] = [
     ("budget_contention", "one hot budget vs a budget per worker"),
     ("checkpoints_vs_langgraph", "checkpoints vs LangGraph's saver (best case; needs langgraph)"),
     ("messages_indexes", "which statement uses each index of agent.messages"),
+    ("langgraph_saver", "AgentAppSaver vs LangGraph's AsyncPostgresSaver (its own printout)"),
+    ("agents_session", "AgentAppSession vs the Agents SDK's SQLAlchemySession (its own printout)"),
 ]
+
+# Benchmarks that print their own figures but add no summary rows: their arguments
+# (full mode, --quick).
+OWN_ARGS: dict[str, tuple[list[str], list[str]]] = {
+    "langgraph_saver": ([], ["--steps", "50"]),
+    "agents_session": ([], ["--ops", "50"]),
+}
 
 
 # Peers installed only for their benchmark (never dependencies of agent_app).
 NEEDS = {
     "peers": ("procrastinate", "pip install procrastinate"),
-    "checkpoints_vs_langgraph": (
-        "langgraph.checkpoint.postgres",
-        'pip install langgraph-checkpoint-postgres "psycopg[binary]"',
-    ),
+    "checkpoints_vs_langgraph": ("langgraph", "pip install -e '.[dev]'"),
+    "langgraph_saver": ("langgraph", "pip install -e '.[dev]'"),
+    "agents_session": ("agents", "pip install -e '.[dev]'"),
 }
 
 
@@ -72,8 +80,11 @@ def main() -> int:
             skipped.append(f"{name} ({NEEDS[name][1]})")
             continue
         print(f"\n=== {name}: {what[name]} ===", flush=True)
-        cmd = [sys.executable, "-m", f"benchmarks.{name}", "--summary", summary]
-        cmd += ["--quick"] if args.quick else []
+        cmd = [sys.executable, "-m", f"benchmarks.{name}"]
+        if name in OWN_ARGS:
+            cmd += OWN_ARGS[name][1 if args.quick else 0]
+        else:
+            cmd += ["--summary", summary] + (["--quick"] if args.quick else [])
         if subprocess.run(cmd, cwd=REPO).returncode != 0:
             failed.append(name)
     rows = []

@@ -3,8 +3,9 @@ run on one server, with 1, 4 and 16 workers (16 only with --quick), batch 1 and 
 
 Baseline: plain SQL on the same table (same indexes, CHECKs and NOTIFY trigger), one
 held connection per worker; its claim requeues the recipient's expired leases and sets
-the lease columns, its ack is fenced by worker and attempt, like the API's. Payloads are
-serialised with json.dumps on both sides. The API runs twice: through its pool (the
+the lease columns, its ack is fenced by worker, attempt and an unexpired lease, like the
+API's. Payloads are serialised with json.dumps on both sides. ``raw+cols`` is the same
+loop returning the 13 columns of the API's Message (a reference, to attribute the gap). The API runs twice: through its pool (the
 recommended path) and on one held connection per worker. Rounds are interleaved (the
 order of the implementations alternates), figures are medians of ``--rounds``.
 Targets (issue 13): claim+ack >= 0.9x the raw loop at batch 1 and 50 with 16 workers;
@@ -62,7 +63,7 @@ RAW_CLAIM_FULL = RAW_CLAIM.replace(
 )
 RAW_ACK = """
 UPDATE agent.messages SET status = 'done', finished_at = now(), lease_expires_at = NULL
- WHERE id = ANY($1::bigint[]) AND claimed_by = $2 AND lease_expires_at IS NOT NULL
+ WHERE id = ANY($1::bigint[]) AND claimed_by = $2 AND lease_expires_at > now()
    AND attempts = ($3::int[])[array_position($1::bigint[], id)]
 """
 
