@@ -5,8 +5,9 @@ Baseline: plain SQL on the same table (same indexes, CHECKs and NOTIFY trigger),
 held connection per worker; its claim requeues the recipient's expired leases and sets
 the lease columns, its ack is fenced by worker, attempt and an unexpired lease, like the
 API's. Payloads are serialised with json.dumps on both sides. ``raw+cols`` is the same
-loop returning the 13 columns of the API's Message (a reference, to attribute the gap). The API runs twice: through its pool (the
-recommended path) and on one held connection per worker. Rounds are interleaved (the
+loop returning the 13 columns of the API's Message (a reference, to attribute the gap).
+The API runs twice: through its pool (the recommended path) and on one held connection
+per worker. Rounds are interleaved (the
 order of the implementations alternates), figures are medians of ``--rounds``.
 Targets (issue 13): claim+ack >= 0.9x the raw loop at batch 1 and 50 with 16 workers;
 the pool path within 10% of the held connection.
