@@ -7,8 +7,8 @@ the lease columns, its ack is fenced by worker, attempt and an unexpired lease, 
 API's. Payloads are serialised with json.dumps on both sides. ``raw+cols`` is the same
 loop returning the 13 columns of the API's Message (a reference, to attribute the gap).
 The API runs twice: through its pool (the recommended path) and on one held connection
-per worker. Rounds are interleaved (the
-order of the implementations alternates), figures are medians of ``--rounds``.
+per worker. Rounds are interleaved (the order of the implementations alternates),
+figures are medians of ``--rounds``.
 Targets (issue 13): claim+ack >= 0.9x the raw loop at batch 1 and 50 with 16 workers;
 the pool path within 10% of the held connection.
 
