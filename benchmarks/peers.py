@@ -202,5 +202,5 @@ if __name__ == "__main__":
     parser.add_argument("--summary", default=None, help="append summary rows (JSON lines)")
     args = parser.parse_args()
     prepare()
-    rounds = args.rounds or (1 if args.quick else 3)
+    rounds = args.rounds or 3
     asyncio.run(main(args.n or (1000 if args.quick else 10_000), rounds, args.summary))
