@@ -52,6 +52,7 @@ from agent_app.enums import (
     ToolOutputType,
 )
 from agent_app.errors import AgentAppError
+from agent_app.tables import FeatureRun
 
 R = BudgetResource
 TOOLS = ("bash", "read_file", "write_file", "grep", "run_tests")
@@ -361,9 +362,20 @@ async def _interrupted(run: _Run) -> None:
     released (:func:`agent_app.operator.cancel_run`, which asks the database rather
     than this object: an interruption can land between a write and its bookkeeping)."""
     if not hasattr(run, "run"):
-        if hasattr(run, "sandbox"):
+        if not hasattr(run, "sandbox"):
+            return
+        # Interrupted while create_run was under way: its INSERT may have committed
+        # before the cancellation reached us. The database knows it by its sandbox.
+        row = await (
+            FeatureRun.select(FeatureRun.id)
+            .where(FeatureRun.sandbox_id == run.sandbox.id)
+            .first()
+            .run()
+        )
+        if row is None:
             await _abort_sandbox(run)
-        return
+            return
+        run.run = await runs.get_run(row["id"])
     current = await runs.get_run(run.run.id)
     if current.current_phase not in (FeaturePhase.completed, FeaturePhase.failed):
         run.stats.runs_failed += 1
