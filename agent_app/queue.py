@@ -16,7 +16,8 @@ What a worker may rely on:
 * **Acks are checked.** :func:`ack`, :func:`fail`, :func:`extend_lease` and
   :func:`release` act only while the caller still holds the lease (same worker,
   same attempt) **and it has not expired** by the database's clock
-  (``lease_expires_at > now()``); otherwise they raise
+  (``lease_expires_at > statement_timestamp()``: the time of the statement, not of the
+  start of a caller's transaction, which ``now()`` would be); otherwise they raise
   :class:`~agent_app.errors.LeaseLost` and change nothing. An expired lease is lost
   even before anyone re-claims the message: the holder cannot ack work another worker
   may already be redoing, and :func:`extend_lease` cannot revive it - heartbeat well
@@ -192,7 +193,8 @@ WITH requeued AS (
                              ELSE 'lease expired (held by ' || claimed_by || ')' END,
            lease_expires_at = NULL, claimed_by = NULL, claimed_at = NULL, available_at = now()
      WHERE id = ANY(ARRAY(SELECT id FROM agent.messages
-                           WHERE status = 'claimed' AND lease_expires_at < now() AND {recipients}
+                           WHERE status = 'claimed' AND lease_expires_at < statement_timestamp()
+                             AND {recipients}
                              FOR UPDATE SKIP LOCKED))
     RETURNING CASE WHEN status = 'pending'
                    THEN pg_notify('agent_messages', recipient_id::text) END
@@ -205,7 +207,7 @@ WITH requeued AS (
 )
 UPDATE agent.messages AS m
    SET status = 'claimed', attempts = m.attempts + 1, claimed_by = $3, claimed_at = now(),
-       lease_expires_at = now() + $4::interval
+       lease_expires_at = statement_timestamp() + $4::interval
  WHERE m.id = ANY(ARRAY(SELECT id FROM chosen))
 RETURNING m.id, m.recipient_id, m.sender_id, m.run_id, m.kind, m.payload::text AS payload,
           m.priority, m.attempts, m.max_attempts, m.claimed_by, m.lease_expires_at,
@@ -226,7 +228,8 @@ _HELD = """
 WITH changed AS (
     UPDATE agent.messages AS m
        SET {set}
-     WHERE m.id = ANY($1::bigint[]) AND m.lease_expires_at > now() AND m.claimed_by = $2
+     WHERE m.id = ANY($1::bigint[]) AND m.lease_expires_at > statement_timestamp()
+       AND m.claimed_by = $2
        AND m.attempts = ($3::int[])[array_position($1::bigint[], m.id)]
     RETURNING {returning}
 )
@@ -238,7 +241,8 @@ SELECT * FROM changed
 NOT_HELD = """
 SELECT t.id FROM unnest($1::bigint[], $3::int[]) AS t(id, attempts)
  WHERE NOT EXISTS (SELECT 1 FROM agent.messages AS m
-                    WHERE m.id = t.id AND m.lease_expires_at > now() AND m.claimed_by = $2
+                    WHERE m.id = t.id AND m.lease_expires_at > statement_timestamp()
+                      AND m.claimed_by = $2
                       AND m.attempts = t.attempts)
 """
 
@@ -247,7 +251,8 @@ ACK = _HELD.format(
 )
 
 EXTEND = _HELD.format(
-    set="lease_expires_at = now() + $4::interval", returning="m.id, m.lease_expires_at"
+    set="lease_expires_at = statement_timestamp() + $4::interval",
+    returning="m.id, m.lease_expires_at",
 )
 
 # release: give the message back without spending an attempt (shutdown, prefetch).
@@ -560,8 +565,9 @@ async def redrive(
 # worker at this attempt, in one statement; the ones not returned were lost.
 EXTEND_HELD = """
 UPDATE agent.messages AS m
-   SET lease_expires_at = now() + $4::interval
- WHERE m.id = ANY($1::bigint[]) AND m.lease_expires_at > now() AND m.claimed_by = $2
+   SET lease_expires_at = statement_timestamp() + $4::interval
+ WHERE m.id = ANY($1::bigint[]) AND m.lease_expires_at > statement_timestamp()
+   AND m.claimed_by = $2
    AND m.attempts = ($3::int[])[array_position($1::bigint[], m.id)]
 RETURNING m.id
 """

@@ -396,3 +396,29 @@ async def test_an_idle_consumer_does_not_spin_on_a_row_locked_message(
         await locker.close()
     # At most one claim per floor (plus start-up); a spinning consumer claims hundreds.
     assert claims <= 15, claims
+
+
+async def test_leases_run_on_statement_time_inside_a_long_caller_transaction(
+    database_url: str,
+) -> None:
+    # now() is the start of the caller's transaction: a claim made late in a long
+    # transaction must still get its whole lease, and an ack after the lease ended must
+    # be refused even inside that transaction.
+    [r] = await new_agents(1)
+    await queue.send_many([queue.Outgoing(r, "k")] * 2)
+    c = await asyncpg.connect(database_url)
+    try:
+        async with c.transaction():
+            started = await c.fetchval("SELECT now()")
+            # Wait, by the database's clock, until the transaction is 1 s old.
+            while await c.fetchval("SELECT clock_timestamp() - now()") < dt.timedelta(seconds=1):
+                await asyncio.sleep(0.05)
+            [m] = await queue.claim("w", [r], lease=dt.timedelta(seconds=1), conn=c)
+            assert m.lease_expires_at > started + dt.timedelta(seconds=1)
+            # Let that lease end by the database's clock, still inside the transaction.
+            while await c.fetchval("SELECT clock_timestamp()") <= m.lease_expires_at:
+                await asyncio.sleep(0.05)
+            with pytest.raises(LeaseLost):
+                await queue.ack(m, "w", conn=c)
+    finally:
+        await c.close()
