@@ -18,7 +18,7 @@ from typing import Any
 
 from agent_app import cta, db, hierarchy, queue, runs, sandboxes, telemetry
 from agent_app.enums import AgentStatus, CtaKind, FeaturePhase, FinishReason
-from agent_app.errors import AgentAppError, NotFound, RuleViolation
+from agent_app.errors import AgentAppError, LeaseLost, NotFound, RuleViolation
 
 
 async def answer_question(question_id: uuid.UUID, text: str, *, operator: str) -> cta.Question:
@@ -58,9 +58,10 @@ async def redrive(message_ids: list[int]) -> int:
 async def release_lease(message_id: int) -> queue.Message:
     """Give a claimed message back to its queue at once, as its holder would with
     :func:`queue.release` (the attempt is not counted), for a worker that is stuck or
-    gone. Acts on the lease as it was read: if the holder acks, fails or re-claims the
-    message meanwhile, :class:`~agent_app.errors.LeaseLost` is raised and nothing
-    changes. Raises ``message_not_claimed`` for a message that holds no lease."""
+    gone, whether or not its lease has already expired. Acts on the claim as it was read
+    (holder and attempt): if the holder acks or fails it, or another worker re-claims it
+    meanwhile, :class:`~agent_app.errors.LeaseLost` is raised and nothing changes.
+    Raises ``message_not_claimed`` for a message that holds no lease."""
     row = await db.fetchrow(
         "SELECT id, recipient_id, sender_id, run_id, kind, payload::text AS payload_json, "
         "priority, attempts, max_attempts, claimed_by, lease_expires_at, created_at, "
@@ -76,8 +77,21 @@ async def release_lease(message_id: int) -> queue.Message:
             table="messages",
         )
     held = queue.Message(**{k: v for k, v in dict(row).items() if k != "status"})
-    await queue.release(held, row["claimed_by"])
+    # By the claim as read (holder and attempt), whether or not its lease has expired:
+    # a gone worker's lease usually has, and the holder itself could no longer release it.
+    released = await db.fetchval(REQUEUE_CLAIM, held.id, held.claimed_by, held.attempts)
+    if released is None:
+        raise LeaseLost([held.id], held.claimed_by)
     return held
+
+
+REQUEUE_CLAIM = f"""
+UPDATE agent.messages
+   SET status = 'pending', attempts = attempts - 1, claimed_by = NULL,
+       lease_expires_at = NULL, claimed_at = NULL, available_at = now()
+ WHERE id = $1 AND status = 'claimed' AND claimed_by = $2 AND attempts = $3
+RETURNING id, pg_notify('{queue.CHANNEL}', recipient_id::text)
+"""
 
 
 @dataclass(frozen=True)

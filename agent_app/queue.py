@@ -683,10 +683,12 @@ class Consumer:
         if exc is not None and self._in_flight:
             abandoned = list(self._in_flight.values())
             self._in_flight.clear()
-            try:
-                await fail(abandoned, self.worker_id, f"handler left the consumer: {exc!r}")
-            except Exception as e:  # lost leases or a server that is down: they expire
-                _log.warning("could not fail abandoned messages %s: %r", abandoned, e)
+            # One by one: a message whose lease was lost must not keep the others claimed.
+            for message in abandoned:
+                try:
+                    await fail(message, self.worker_id, f"handler left the consumer: {exc!r}")
+                except Exception as e:  # a lost lease or a server that is down: it expires
+                    _log.warning("could not fail abandoned message %s: %r", message.id, e)
         await self.stop()
 
     async def start(self) -> None:

@@ -298,3 +298,28 @@ async def test_the_admin_command_says_it_listens_once_it_does(database_url: str)
     finally:
         proc.send_signal(signal.SIGINT)
         await asyncio.to_thread(proc.wait, 60)
+
+
+async def test_an_operator_releases_a_gone_workers_expired_lease() -> None:
+    # The worker is gone and its lease has ended: the holder itself could no longer
+    # release it, but the operator can, by the claim as read; a stale claim is refused.
+    import asyncio
+    import datetime as dt
+
+    from agent_app import db, hierarchy, operator, queue
+    from agent_app.enums import AgentType
+    from agent_app.errors import LeaseLost
+
+    root = await hierarchy.create_root(AgentType.orchestrator, "o")
+    await queue.send(root.id, "k")
+    [m] = await queue.claim("gone", [root.id], lease=dt.timedelta(milliseconds=50))
+    while await db.fetchval("SELECT clock_timestamp()") <= m.lease_expires_at:
+        await asyncio.sleep(0.02)
+    with pytest.raises(LeaseLost):
+        await queue.release(m, "gone")
+    held = await operator.release_lease(m.id)
+    assert held.claimed_by == "gone"
+    row = await db.fetchrow("SELECT status, attempts FROM agent.messages WHERE id = $1", m.id)
+    assert (row["status"], row["attempts"]) == ("pending", 0)
+    [again] = await queue.claim("w2", [root.id])
+    assert again.id == m.id and again.attempts == 1

@@ -422,3 +422,26 @@ async def test_leases_run_on_statement_time_inside_a_long_caller_transaction(
                 await queue.ack(m, "w", conn=c)
     finally:
         await c.close()
+
+
+async def test_leaving_a_consumer_on_an_error_fails_each_abandoned_message_it_still_holds() -> None:
+    # One abandoned message lost its lease meanwhile; the others must still be failed
+    # (back to pending with the error), not left claimed until their leases expire.
+    [r] = await new_agents(1)
+    await queue.send_many([queue.Outgoing(r, "k")] * 2)
+    taken: list[queue.Message] = []
+    with pytest.raises(RuntimeError):
+        async with queue.Consumer([r], batch_size=2, poll_interval=3600) as consumer:
+            async for m in consumer:
+                taken.append(m)
+                if len(taken) == 2:
+                    # Someone else took the first one over (its claim changed hands).
+                    async with db.connection() as c:
+                        await c.execute(
+                            "UPDATE agent.messages SET claimed_by = 'thief' WHERE id = $1",
+                            taken[0].id,
+                        )
+                    raise RuntimeError("handler crashed")
+    first, second = await status_of(taken[0].id), await status_of(taken[1].id)
+    assert first["status"] == "claimed" and first["claimed_by"] == "thief"
+    assert second["status"] == "pending" and "handler crashed" in second["last_error"]
