@@ -31,7 +31,7 @@ from openai.types.responses import ResponseFunctionToolCall
 
 from agent_app import db, telemetry
 from agent_app.enums import AgentType, FinishReason, ToolOutputType
-from agent_app.errors import AgentAppError, translate
+from agent_app.errors import AgentAppError
 
 
 class InvalidSessionId(AgentAppError):
@@ -99,12 +99,8 @@ class AgentAppSession:
 
     @asynccontextmanager
     async def _conn(self) -> AsyncIterator[asyncpg.Connection]:
-        if self.pool is not None:
-            async with self.pool.acquire() as conn:
-                yield conn
-        else:
-            async with db.connection() as conn:
-                yield conn
+        async with db.connection(from_pool=self.pool) as conn:
+            yield conn
 
     async def get_items(self, limit: int | None = None) -> list[TResponseInputItem]:
         """The latest ``limit`` items (all when ``None``), oldest first."""
@@ -124,10 +120,7 @@ class AgentAppSession:
             return
         payload = [json.dumps(item, separators=(",", ":")) for item in items]
         async with self._conn() as conn:
-            try:
-                await conn.execute(ADD_ITEMS, self.session_id, payload)
-            except asyncpg.PostgresError as e:
-                raise translate(e) from e
+            await conn.execute(ADD_ITEMS, self.session_id, payload)
 
     async def pop_item(self) -> TResponseInputItem | None:
         """Remove and return the newest item; ``None`` if the session is empty."""

@@ -313,20 +313,24 @@ async def connect() -> asyncpg.Connection:
 
 
 @asynccontextmanager
-async def connection(conn: asyncpg.Connection | None = None) -> AsyncIterator[asyncpg.Connection]:
-    """The connection an operation runs on (see the module docstring). Errors leaving
-    the block are typed: connection faults become :class:`DatabaseUnavailable`,
-    database refusals :class:`~agent_app.errors.RuleViolation` (via
-    :func:`~agent_app.errors.translate`)."""
+async def connection(
+    conn: asyncpg.Connection | None = None, *, from_pool: asyncpg.Pool | None = None
+) -> AsyncIterator[asyncpg.Connection]:
+    """The connection an operation runs on (see the module docstring); ``from_pool``, a
+    pool of the caller's own, is used instead of the Piccolo transaction or agent_app's
+    pool (the framework integrations accept one). Errors leaving the block are typed:
+    connection faults become :class:`DatabaseUnavailable`, database refusals
+    :class:`~agent_app.errors.RuleViolation` (via :func:`~agent_app.errors.translate`)."""
     if conn is not None:
         try:
             yield conn
         except _FAULTS as e:
             _reraise(_typed(e, conn), e)
         return
-    eng = engine()
-    current = eng.current_transaction.get()
-    if current is not None:
+    # A pool of the caller's own needs no Piccolo engine (no piccolo_conf.py either).
+    eng = engine() if from_pool is None else None
+    current = eng.current_transaction.get() if eng is not None else None
+    if eng is not None and current is not None:
         c = getattr(current, "connection", None)
         if c is None or current._rolled_back or _closed(c):
             # Its connection died (a restart). Inside its block, every call says so; a
@@ -347,7 +351,7 @@ async def connection(conn: asyncpg.Connection | None = None) -> AsyncIterator[as
             _reraise(typed, e)
         return
     try:
-        p = await pool()
+        p = from_pool if from_pool is not None else await pool()
         acquired = await p.acquire()
     except _FAULTS as e:
         _reraise(_typed(e, None), e)

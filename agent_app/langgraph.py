@@ -62,7 +62,7 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from agent_app import db
-from agent_app.errors import AgentAppError, translate
+from agent_app.errors import AgentAppError
 
 T = TypeVar("T")
 
@@ -320,12 +320,8 @@ class AgentAppSaver(BaseCheckpointSaver[str]):
     async def _conn(self) -> AsyncIterator[asyncpg.Connection]:
         if self.loop is None:
             self.loop = asyncio.get_running_loop()
-        if self.pool is not None:
-            async with self.pool.acquire() as conn:
-                yield conn
-        else:
-            async with db.connection() as conn:
-                yield conn
+        async with db.connection(from_pool=self.pool) as conn:
+            yield conn
 
     async def setup(self) -> None:
         """Check that the saver's tables exist. Migrations own the DDL: this creates
@@ -354,10 +350,7 @@ class AgentAppSaver(BaseCheckpointSaver[str]):
         An unknown run or agent raises :class:`~agent_app.errors.RuleViolation`
         (``graph_threads_run_id_fkey`` / ``graph_threads_agent_id_fkey``)."""
         async with self._conn() as conn:
-            try:
-                await conn.execute(LINK_THREAD, str(thread_id), run_id, agent_id)
-            except asyncpg.PostgresError as e:
-                raise translate(e) from e
+            await conn.execute(LINK_THREAD, str(thread_id), run_id, agent_id)
 
     # ----------------------------------------------------------------------- #
     # Reading
@@ -505,25 +498,22 @@ class AgentAppSaver(BaseCheckpointSaver[str]):
                 b_blobs.append(blob)
         named = [(c, str(v)) for c, v in checkpoint["channel_versions"].items() if c not in inline]
         async with self._conn() as conn:
-            try:
-                await conn.execute(
-                    PUT_CHECKPOINT,
-                    thread_id,
-                    ns,
-                    b_channels,
-                    b_versions,
-                    b_types,
-                    b_blobs,
-                    checkpoint["id"],
-                    parent_id,
-                    body_type,
-                    body_bytes,
-                    [c for c, _ in named],
-                    [v for _, v in named],
-                    db.dumps(get_serializable_checkpoint_metadata(config, metadata)),
-                )
-            except asyncpg.PostgresError as e:
-                raise translate(e) from e
+            await conn.execute(
+                PUT_CHECKPOINT,
+                thread_id,
+                ns,
+                b_channels,
+                b_versions,
+                b_types,
+                b_blobs,
+                checkpoint["id"],
+                parent_id,
+                body_type,
+                body_bytes,
+                [c for c, _ in named],
+                [v for _, v in named],
+                db.dumps(get_serializable_checkpoint_metadata(config, metadata)),
+            )
         return {
             "configurable": {
                 "thread_id": thread_id,
@@ -554,21 +544,18 @@ class AgentAppSaver(BaseCheckpointSaver[str]):
             blobs.append(blob)
         sql = UPSERT_WRITES if all(w[0] in WRITES_IDX_MAP for w in writes) else INSERT_WRITES
         async with self._conn() as conn:
-            try:
-                await conn.execute(
-                    sql,
-                    thread_id,
-                    configurable.get("checkpoint_ns", "") or "",
-                    configurable["checkpoint_id"],
-                    str(task_id),
-                    task_path,
-                    idxs,
-                    channels,
-                    types,
-                    blobs,
-                )
-            except asyncpg.PostgresError as e:
-                raise translate(e) from e
+            await conn.execute(
+                sql,
+                thread_id,
+                configurable.get("checkpoint_ns", "") or "",
+                configurable["checkpoint_id"],
+                str(task_id),
+                task_path,
+                idxs,
+                channels,
+                types,
+                blobs,
+            )
 
     # ----------------------------------------------------------------------- #
     # Deleting, copying, pruning

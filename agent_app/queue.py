@@ -459,11 +459,10 @@ async def _held(
         return []
     async with db.connection(conn) as c:
         try:
-            # Inside the caller's transaction, a savepoint keeps a refusal from aborting it.
-            async with c.transaction() if c.is_in_transaction() else contextlib.nullcontext():
-                rows = await c.fetch(sql, ids, worker_id, attempts, *extra)
-        except asyncpg.CheckViolationError as e:
-            if e.constraint_name != "lease_lost":
+            # Savepoint-wrapped inside a caller's transaction: a refusal leaves it usable.
+            rows = await db.fetch(sql, ids, worker_id, attempts, *extra, conn=c)
+        except RuleViolation as e:
+            if e.rule != "lease_lost":
                 raise
             rows = []
         if len(rows) != len(ids):  # the statement changed nothing
