@@ -459,6 +459,32 @@ async def fetchval(sql: str, *args: Any, conn: asyncpg.Connection | None = None)
         return await c.fetchval(sql, *args)
 
 
+def compile_query(query: Any) -> tuple[str, list[Any]]:
+    """The SQL and arguments of a Piccolo query (select, update, delete, insert): the
+    worker API builds its plain reads and writes with Piccolo's query builder and runs
+    them here, on agent_app's connections, with its error typing."""
+    strings = query.querystrings
+    if len(strings) != 1:
+        raise ValueError(f"expected one statement, the query makes {len(strings)}")
+    sql, args = strings[0].compile_string(engine_type="postgres")
+    return sql, list(args)
+
+
+async def query(piccolo_query: Any, *, conn: asyncpg.Connection | None = None) -> list[Any]:
+    """All rows of a Piccolo query, run like :func:`fetch` (savepoint inside a caller's
+    transaction, typed errors)."""
+    sql, args = compile_query(piccolo_query)
+    return await fetch(sql, *args, conn=conn)
+
+
+async def query_row(
+    piccolo_query: Any, *, conn: asyncpg.Connection | None = None
+) -> asyncpg.Record | None:
+    """Like :func:`query`, for one row (or None)."""
+    sql, args = compile_query(piccolo_query)
+    return await fetchrow(sql, *args, conn=conn)
+
+
 async def execute(sql: str, *args: Any, conn: asyncpg.Connection | None = None) -> str:
     """Like :func:`fetch`, for a statement whose status line is all that matters."""
     async with connection(conn) as c:

@@ -14,14 +14,19 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from agent_app import db
+from agent_app import db, sqlfile
 from agent_app.enums import FeaturePhase, MemoryKind
 from agent_app.errors import RuleViolation
+from agent_app.rows import from_record, from_records, row_type
+from agent_app.tables import MemoryRecord
 from agent_app.validation import validated
 
 
+@row_type(MemoryRecord)
 @dataclass(frozen=True)
 class Memory:
+    """One memory record (a row of ``memory_records``)."""
+
     id: uuid.UUID
     run_id: uuid.UUID
     phase: FeaturePhase
@@ -32,14 +37,9 @@ class Memory:
     created_at: dt.datetime
 
 
-_COLUMNS = "id, run_id, phase, kind, content, tags, source_invocation_id, created_at"
-
-
-def _memory(row: asyncpg.Record) -> Memory:
-    values = dict(row)
-    values["phase"] = FeaturePhase(values["phase"])
-    values["kind"] = MemoryKind(values["kind"])
-    return Memory(**values)
+SQL = sqlfile.load("memory")
+ADD = SQL["add"]
+QUERY = SQL["query"]
 
 
 @validated
@@ -57,8 +57,7 @@ async def add(
     if not content.strip():
         raise RuleViolation("content_not_empty", "content_not_empty: a memory needs content")
     row = await db.fetchrow(
-        "INSERT INTO agent.memory_records (run_id, phase, kind, content, tags, "
-        f"source_invocation_id) VALUES ($1, $2, $3, $4, $5, $6) RETURNING {_COLUMNS}",
+        ADD,
         run_id,
         FeaturePhase(phase).value,
         MemoryKind(kind).value,
@@ -67,19 +66,7 @@ async def add(
         source_invocation_id,
         conn=conn,
     )
-    return _memory(row)
-
-
-QUERY = f"""
-SELECT {_COLUMNS} FROM agent.memory_records
- WHERE run_id = $1
-   AND ($2::varchar[] IS NULL OR phase = ANY($2))
-   AND ($3::varchar[] IS NULL OR kind = ANY($3))
-   AND ($4::varchar[] IS NULL OR tags && $4)
-   AND ($5::varchar[] IS NULL OR tags @> $5)
- ORDER BY created_at DESC, id DESC
- LIMIT $6
-"""
+    return from_record(Memory, row)
 
 
 @validated
@@ -104,4 +91,4 @@ async def query(
         limit,
         conn=conn,
     )
-    return [_memory(r) for r in rows]
+    return from_records(Memory, rows)

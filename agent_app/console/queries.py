@@ -1,23 +1,13 @@
-"""The console's SQL, loaded once from ``queries.sql`` (one named query each)."""
+"""The console's SQL: ``agent_app/sql/queries/console.sql``, one named query each."""
 
 from __future__ import annotations
 
-import functools
-import re
-from importlib import resources
+from agent_app import sqlfile
 
-
-@functools.cache
-def queries() -> dict[str, str]:
-    """``{name: sql}`` for every ``-- name: <name>`` block of ``queries.sql``."""
-    text = resources.files("agent_app.console").joinpath("queries.sql").read_text()
-    found: dict[str, str] = {}
-    for block in re.split(r"^-- name: ", text, flags=re.M)[1:]:
-        name, _, body = block.partition("\n")
-        found[name.strip()] = body.strip().rstrip(";")
-    return found
+_QUERIES = sqlfile.load("console")
 
 
 def sql(name: str) -> str:
-    """The query called ``name``; KeyError names a query that does not exist."""
-    return queries()[name]
+    """The query called ``name``; :class:`~agent_app.sqlfile.SqlFileError` names a query
+    that does not exist."""
+    return _QUERIES[name]

@@ -1,0 +1,79 @@
+"""The worker API's SQL files: every statement names only tables and columns the
+migrated database has (PostgreSQL prepares each one), every statement says what it
+does, and a row type that names a column the Table lacks fails at import."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+
+import asyncpg
+import pytest
+
+from agent_app import sqlfile
+from agent_app.rows import as_text, from_record, row_type
+from agent_app.tables import MemoryRecord, Message
+
+FILES = sqlfile.all_files()
+
+
+def test_every_query_file_is_found() -> None:
+    assert {f.path.rsplit("/", 1)[-1] for f in FILES} >= {"memory.sql", "console.sql"}
+
+
+@pytest.mark.parametrize("file", FILES, ids=lambda f: f.path.rsplit("/", 1)[-1])
+async def test_every_statement_prepares_against_the_migrated_schema(
+    conn: asyncpg.Connection, file: sqlfile.SqlFile
+) -> None:
+    for name, statement in file.statements.items():
+        assert statement.description, f"{file.path}:{name} has no description"
+        try:
+            await conn.prepare(statement.sql)
+        except asyncpg.PostgresError as e:  # pragma: no cover - the failure is the report
+            pytest.fail(f"{file.path}: statement {name!r} does not prepare: {e}")
+
+
+def test_a_statement_without_a_description_is_refused() -> None:
+    with pytest.raises(sqlfile.SqlFileError, match="'bare' has no description"):
+        sqlfile.parse("-- name: bare\nSELECT 1;\n")
+
+
+def test_a_name_used_twice_is_refused() -> None:
+    text = "-- name: a\n-- one\nSELECT 1;\n-- name: a\n-- two\nSELECT 2;\n"
+    with pytest.raises(sqlfile.SqlFileError, match="defined twice"):
+        sqlfile.parse(text)
+
+
+def test_statements_are_split_with_their_descriptions() -> None:
+    parsed = sqlfile.parse(
+        "-- a preamble\n\n-- name: one\n-- First line\n-- second line.\nSELECT 1\n  ;\n\n"
+        "-- name: two\n-- Two.\nSELECT 2 -- trailing comment stays\n;\n"
+    )
+    assert dict(parsed) == {"one": "SELECT 1", "two": "SELECT 2 -- trailing comment stays"}
+    assert parsed.statements["one"].description == "First line second line."
+    with pytest.raises(sqlfile.SqlFileError, match="no statement named 'three'"):
+        parsed["three"]
+
+
+def test_a_row_type_naming_a_column_the_table_lacks_fails_at_import() -> None:
+    @dataclasses.dataclass(frozen=True)
+    class Renamed:
+        id: uuid.UUID
+        body: str  # the column is `content`
+
+    with pytest.raises(TypeError, match=r"Renamed.body is not a column of MemoryRecord"):
+        row_type(MemoryRecord)(Renamed)
+
+
+def test_a_row_type_maps_fields_to_columns_and_converts_values() -> None:
+    @row_type(Message, body=as_text(Message.payload), data=Message.payload)
+    @dataclasses.dataclass(frozen=True)
+    class Row:
+        id: int
+        status: object
+        body: str
+        data: object
+
+    row = from_record(Row, {"id": 7, "status": "pending", "payload": '{"a": 1}', "x": 0})
+    assert row == Row(id=7, status="pending", body='{"a": 1}', data={"a": 1})
+    assert type(row.status).__name__ == "MessageStatus"
