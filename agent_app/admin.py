@@ -17,8 +17,9 @@ and ``production`` makes every cookie ``Secure`` (see :mod:`agent_app.admin_secu
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pydantic
@@ -65,15 +66,25 @@ PIPELINE, HIERARCHY, TELEMETRY = "Pipeline", "Hierarchy", "Telemetry"
 FRAMEWORKS = "Frameworks"
 
 
-def _allow_a_column_named_request() -> None:
-    """piccolo-api 1.11 gives each generated FastAPI endpoint a ``request`` parameter and
-    one query parameter per column, so the contract's ``feature_runs.request`` column
-    makes the signature invalid ("duplicate parameter name"). That signature only feeds
-    the OpenAPI docs (the CRUD layer reads filters from the request itself), so the
-    column is left out of it."""
-    original = FastAPIWrapper.modify_signature
-    if getattr(original, "_agent_app", False):
-        return
+@contextlib.contextmanager
+def _openapi_without_the_request_column() -> Iterator[None]:
+    """While the admin builds its endpoints, leave the contract's ``feature_runs.request``
+    column out of their OpenAPI signatures; piccolo-api is as it was afterwards.
+
+    piccolo-api 1.11 gives each generated FastAPI endpoint a ``request`` parameter and
+    one query parameter per column, so a column named ``request`` makes the signature
+    invalid ("duplicate parameter name"). That signature only feeds the OpenAPI docs
+    (the CRUD layer reads filters from the request itself).
+
+    Not ``db_column_name``: piccolo 1.38's ``create_pydantic_model`` aliases a renamed
+    column to its database name while piccolo-api keys writes and filters by the
+    attribute name, so with ``request_text = Text(db_column_name="request")`` the
+    admin's edit form shows the request empty and every save of a run is refused
+    ("Unrecognised keys - {'request'}"), a PATCH naming ``request_text`` writes NULL,
+    and ``?request_text=`` filters match nothing (checked in a browser).
+    """
+    original = FastAPIWrapper.__dict__["modify_signature"]
+    signature = original.__func__
 
     def modify_signature(endpoint: Any, model: Any, http_method: Any, **kwargs: Any) -> Any:
         if "request" in model.model_fields:
@@ -83,10 +94,13 @@ def _allow_a_column_named_request() -> None:
                 if name != "request"
             }
             model = pydantic.create_model(model.__name__, **fields)  # type: ignore[call-overload]
-        return original(endpoint, model, http_method, **kwargs)
+        return signature(endpoint, model, http_method, **kwargs)
 
-    modify_signature._agent_app = True  # type: ignore[attr-defined]
     FastAPIWrapper.modify_signature = staticmethod(modify_signature)  # type: ignore[method-assign,assignment]
+    try:
+        yield
+    finally:
+        FastAPIWrapper.modify_signature = original  # type: ignore[method-assign]
 
 
 def _history_is_read_only(piccolo_crud: Any, request: Any) -> None:
@@ -321,17 +335,17 @@ def create_app(
             "production needs allowed_hosts (the public host names, e.g. admin.example.com): "
             "behind HTTPS every POST is checked against them"
         )
-    _allow_a_column_named_request()
-    app: Any = create_admin(
-        tables=table_configs(),
-        auth_table=AdminUser,
-        session_table=SessionsBase,
-        site_name="agent_app",
-        production=production,
-        allowed_hosts=hosts,
-        rate_limit_provider=_NoPiccoloRateLimit(),
-        sidebar_links=CONSOLE_LINKS,
-    )
+    with _openapi_without_the_request_column():
+        app: Any = create_admin(
+            tables=table_configs(),
+            auth_table=AdminUser,
+            session_table=SessionsBase,
+            site_name="agent_app",
+            production=production,
+            allowed_hosts=hosts,
+            rate_limit_provider=_NoPiccoloRateLimit(),
+            sidebar_links=CONSOLE_LINKS,
+        )
     additions = _ADMIN_PAGE_ADDITIONS % {"read_only": json.dumps(list(READ_ONLY_TABLES))}
     app.template = app.template.replace("</head>", additions + "</head>", 1)
     # Inside the admin app: its CSRF middleware guards the console's POSTs too, and the

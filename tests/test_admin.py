@@ -13,6 +13,7 @@ from piccolo.apps.user.tables import BaseUser
 
 from agent_app import db, runs
 from agent_app.admin import create_app
+from agent_app.tables import FeatureRun
 
 
 @pytest.fixture(scope="module")
@@ -153,3 +154,41 @@ async def test_langgraph_threads_and_session_items_show_in_the_admin(
     )
     assert refused.status_code == 405
     await session.clear_session()
+
+
+async def test_an_admin_edits_a_feature_run_and_the_request_column_round_trips(
+    client: httpx.AsyncClient,
+) -> None:
+    """The edit form is built from the schema and filled from the row: every schema key is
+    a row key, so the contract's ``request`` column shows its text and a save (which
+    sends the whole form) is accepted and keeps it."""
+    from piccolo_api.fastapi.endpoints import FastAPIWrapper
+
+    marker = secrets.token_hex(4)
+    run = await runs.create_run(f"edit me {marker}", f"the request {marker}", "u")
+    assert (await login(client, *await user(admin=True))).status_code == 200
+    token = client.cookies.get("csrftoken") or ""
+    schema = (await client.get("/api/tables/feature_runs/schema/")).json()
+    row = (await client.get(f"/api/tables/feature_runs/{run.id}/")).json()
+    assert set(schema["properties"]) <= set(row), "a form field the row does not fill"
+    assert row["request"] == f"the request {marker}"
+    form = {key: row[key] for key in schema["properties"]}
+    form["title"] = f"edited {marker}"
+    saved = await client.patch(
+        f"/api/tables/feature_runs/{run.id}/", json=form, headers={"X-CSRFToken": token}
+    )
+    assert saved.status_code == 200, saved.text
+    stored = (
+        await FeatureRun.select(FeatureRun.title, FeatureRun.request)
+        .where(FeatureRun.id == run.id)
+        .first()
+    )
+    assert stored == {"title": f"edited {marker}", "request": f"the request {marker}"}
+    found = (await client.get(f"/api/tables/feature_runs/?request={marker}")).json()
+    assert [r["id"] for r in found["rows"]] == [str(run.id)]
+    # The OpenAPI document is served, and building the admin left piccolo-api unpatched.
+    openapi = await client.get("/api/openapi.json")
+    assert openapi.status_code == 200 and "/tables/feature_runs/" in openapi.json()["paths"]
+    assert FastAPIWrapper.__dict__["modify_signature"].__func__.__module__ == (
+        "piccolo_api.fastapi.endpoints"
+    )
