@@ -12,6 +12,13 @@ of triggers. This module gives them a single declaration in code:
   outside its Python enum. The condition is generated from the enum, so the
   two cannot disagree at the time a migration is written; ``schema_check``
   catches a later drift.
+* :class:`Sql`, :func:`one_of`, :func:`not_one_of`, :func:`same_truth` - the parts of
+  a ``Check`` condition Piccolo's operators cannot write (``IN`` lists, whose
+  ``is_in`` renders broken SQL in Piccolo 1.38; functions, casts, arithmetic, two
+  conditions compared), taking the column objects rather than their names: the rest
+  of a condition is written with Piccolo's operators (``(used >= 0) & ...``). Renaming
+  or removing a column attribute then breaks the Table class at import (and mypy),
+  instead of leaving a CHECK that names a column the code no longer has.
 """
 
 from __future__ import annotations
@@ -21,7 +28,11 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING
 
+from piccolo.columns.base import Column
+from piccolo.columns.combination import WhereRaw
 from piccolo.constraints import Check
+from piccolo.custom_types import Combinable
+from piccolo.querystring import QueryString
 
 if TYPE_CHECKING:
     from piccolo.table import Table
@@ -38,6 +49,56 @@ def sql_list(values: Iterable[str]) -> str:
     return ", ".join(sql_literal(v) for v in values)
 
 
+class Sql(WhereRaw):
+    """A piece of a ``Check`` condition written in SQL, with ``{}`` for each argument: a
+    column (its database name, quoted) or a Piccolo condition (as Piccolo renders it in a
+    CHECK). Rendered when Piccolo asks for the constraint's DDL, after the Table class
+    has named its columns; combines with Piccolo's conditions through ``&`` and ``|``.
+    Literal braces in ``template`` are written ``{{`` and ``}}``."""
+
+    __slots__ = ("args", "template")
+
+    def __init__(self, template: str, *args: Column | Combinable) -> None:
+        self.template = template
+        self.args = args
+
+    @property
+    def querystring(self) -> QueryString:  # type: ignore[override]  # WhereRaw's is a slot
+        return QueryString(
+            self.template,
+            *(
+                QueryString(f'"{a._meta.db_column_name}"')
+                if isinstance(a, Column)
+                else a.querystring_for_constraint
+                for a in self.args
+            ),
+        )
+
+
+def _values(members: Iterable[str | Enum]) -> list[str]:
+    return [m.value if isinstance(m, Enum) else m for m in members]
+
+
+def _braces(sql: str) -> str:
+    return sql.replace("{", "{{").replace("}", "}}")
+
+
+def one_of(column: Column, members: Iterable[str | Enum]) -> Sql:
+    """``column IN (...)``: the column holds one of ``members``."""
+    return Sql(f"{{}} IN ({_braces(sql_list(_values(members)))})", column)
+
+
+def not_one_of(column: Column, members: Iterable[str | Enum]) -> Sql:
+    """``column NOT IN (...)``: the column holds none of ``members``."""
+    return Sql(f"{{}} NOT IN ({_braces(sql_list(_values(members)))})", column)
+
+
+def same_truth(first: Combinable, second: Combinable) -> Sql:
+    """``(first) = (second)``: the two conditions are both true or both false (the shape
+    of every "set together" rule, e.g. a finished row has its finish time)."""
+    return Sql("({}) = ({})", first, second)
+
+
 def enum_values(enum: type[Enum]) -> list[str]:
     return [member.value for member in enum]
 
@@ -47,12 +108,13 @@ def enum_condition(column: str, enum: type[Enum]) -> str:
     return f"{column} IN ({sql_list(enum_values(enum))})"
 
 
-def enum_check(column: str, enum: type[Enum]) -> Check:
-    """A CHECK constraint that refuses any value of ``column`` outside ``enum``.
+def enum_check(column: Column, enum: type[Enum]) -> Check:
+    """A CHECK constraint that refuses any value of ``column`` outside ``enum``: the
+    same condition as :func:`enum_condition`, with the column's database name.
 
     Attach it to the Table as ``<column>_enum`` - ``schema_check`` relies on that name.
     """
-    return Check(enum_condition(column, enum))
+    return Check(one_of(column, enum))
 
 
 def qualified(table: type[Table]) -> str:

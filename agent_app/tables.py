@@ -30,6 +30,9 @@ migrations and are verified by ``piccolo agent_app schema_check``.
 
 from __future__ import annotations
 
+import functools
+import operator
+from collections.abc import Iterable
 from decimal import Decimal
 
 from piccolo.columns import (
@@ -48,12 +51,13 @@ from piccolo.columns import (
     Timestamptz,
     Varchar,
 )
-from piccolo.columns.base import OnDelete, OnUpdate
+from piccolo.columns.base import Column, OnDelete, OnUpdate
 from piccolo.columns.readable import Readable
 from piccolo.constraints import Check, Unique
+from piccolo.custom_types import Combinable
 from piccolo.table import Table
 
-from agent_app.ddl import SCHEMA, Index, enum_check, sql_list
+from agent_app.ddl import SCHEMA, Index, Sql, enum_check, not_one_of, one_of, same_truth
 from agent_app.enums import (
     WORKING_PHASES,
     AgentStatus,
@@ -111,17 +115,25 @@ def _refers_to(table: type[Table] | str, *, null: bool) -> ForeignKey:
     )
 
 
-def _non_negative(*columns: str) -> Check:
-    return Check(" AND ".join(f"({c} IS NULL OR {c} >= 0)" for c in columns))
+def _all(conditions: Iterable[Combinable]) -> Combinable:
+    """The conditions joined with AND, left to right (as PostgreSQL stores a chain)."""
+    return functools.reduce(operator.and_, conditions)
 
 
-def _finite(*columns: str) -> Check:
+def _non_negative(*columns: Column) -> Check:
+    return Check(_all(c.is_null() | (c >= 0) for c in columns))
+
+
+def _finite(*columns: Column) -> Check:
     """NaN and ±Infinity refused in numeric columns (PostgreSQL 14+ numerics hold both,
     and NaN sorts above every number, so ``used <= allocated`` would hold for a NaN
     budget). NaN and Infinity both fail ``< 'Infinity'``; NULL passes."""
-    return Check(
-        " AND ".join(f"({c} > '-Infinity'::numeric AND {c} < 'Infinity'::numeric)" for c in columns)
-    )
+    return Check(_all((c > "-Infinity") & (c < "Infinity") for c in columns))
+
+
+def _not_blank(column: Column) -> Check:
+    """At least one character that is not white space."""
+    return Check(Sql("{} ~ '[^[:space:]]'", column))
 
 
 # --------------------------------------------------------------------------- #
@@ -154,10 +166,10 @@ class Sandbox(Table, tablename="sandboxes", schema=SCHEMA):
     started_at = _maybe_time()
     stopped_at = _maybe_time()
 
-    status_enum = enum_check("status", SandboxStatus)
-    source_type_enum = enum_check("source_type", SandboxSourceType)
+    status_enum = enum_check(status, SandboxStatus)
+    source_type_enum = enum_check(source_type, SandboxSourceType)
     snapshot_source = Check(
-        f"(source_type = {sql_list(['snapshot'])}) = (source_snapshot_id IS NOT NULL)"
+        same_truth(source_type == SandboxSourceType.snapshot, source_snapshot_id.is_not_null())
     )
 
     _indexes = (
@@ -183,8 +195,8 @@ class SandboxSnapshot(Table, tablename="sandbox_snapshots", schema=SCHEMA):
     created_at = _now()
     deleted_at = _maybe_time()
 
-    status_enum = enum_check("status", SnapshotStatus)
-    size_bytes_non_negative = _non_negative("size_bytes")
+    status_enum = enum_check(status, SnapshotStatus)
+    size_bytes_non_negative = _non_negative(size_bytes)
 
     _indexes = (
         Index(
@@ -218,7 +230,7 @@ class FeatureRun(Table, tablename="feature_runs", schema=SCHEMA):
     updated_at = _now()
     completed_at = _maybe_time()
 
-    current_phase_enum = enum_check("current_phase", FeaturePhase)
+    current_phase_enum = enum_check(current_phase, FeaturePhase)
 
     _indexes = (
         Index("feature_runs_current_phase_idx", ("current_phase",), why="runs by phase"),
@@ -258,10 +270,10 @@ class Agent(Table, tablename="agents", schema=SCHEMA):
     updated_at = _now()
     finished_at = _maybe_time()
 
-    agent_type_enum = enum_check("agent_type", AgentType)
-    status_enum = enum_check("status", AgentStatus)
-    parent_not_self = Check("parent_id IS NULL OR parent_id <> id")
-    depth_limit = Check(f"depth_level >= 0 AND depth_level <= {MAX_AGENT_DEPTH}")
+    agent_type_enum = enum_check(agent_type, AgentType)
+    status_enum = enum_check(status, AgentStatus)
+    parent_not_self = Check(parent_id.is_null() | (parent_id != id))
+    depth_limit = Check((depth_level >= 0) & (depth_level <= MAX_AGENT_DEPTH))
 
     _indexes = (
         Index("agents_run_idx", ("run_id",), where="run_id IS NOT NULL", why="a run's agents"),
@@ -292,14 +304,16 @@ class PhaseResult(Table, tablename="phase_results", schema=SCHEMA):
     started_at = _now()
     finished_at = _maybe_time()
 
-    phase_enum = enum_check("phase", FeaturePhase)
+    phase_enum = enum_check(phase, FeaturePhase)
     # Says only "not an end state", so a misspelt phase is reported by phase_enum alone.
     phase_is_working = Check(
-        f"phase NOT IN ({sql_list(p.value for p in FeaturePhase if p not in WORKING_PHASES)})"
+        not_one_of(phase, [p for p in FeaturePhase if p not in WORKING_PHASES])
     )
-    status_enum = enum_check("status", PhaseStatus)
-    attempt_min = Check("attempt >= 1")
-    finished_when_not_running = Check(f"(status = {sql_list(['running'])}) = (finished_at IS NULL)")
+    status_enum = enum_check(status, PhaseStatus)
+    attempt_min = Check(attempt >= 1)
+    finished_when_not_running = Check(
+        same_truth(status == PhaseStatus.running, finished_at.is_null())
+    )
     # Its index (run_id, phase, attempt) also serves the contract's (run_id, phase) lookups.
     phase_results_run_phase_attempt_key = Unique(["run_id", "phase", "attempt"])
 
@@ -338,11 +352,13 @@ class AgentInvocation(Table, tablename="agent_invocations", schema=SCHEMA):
     started_at = _now()
     finished_at = _maybe_time()
 
-    agent_type_enum = enum_check("agent_type", AgentType)
-    finish_reason_enum = enum_check("finish_reason", FinishReason)
-    usage_non_negative = _non_negative("input_tokens", "output_tokens", "cost_usd")
-    cost_usd_finite = _finite("cost_usd")
-    parent_invocation_not_self = Check("parent_invocation_id IS NULL OR parent_invocation_id <> id")
+    agent_type_enum = enum_check(agent_type, AgentType)
+    finish_reason_enum = enum_check(finish_reason, FinishReason)
+    usage_non_negative = _non_negative(input_tokens, output_tokens, cost_usd)
+    cost_usd_finite = _finite(cost_usd)
+    parent_invocation_not_self = Check(
+        parent_invocation_id.is_null() | (parent_invocation_id != id)
+    )
 
     _indexes = (
         Index(
@@ -390,12 +406,12 @@ class AgentStep(Table, tablename="agent_steps", schema=SCHEMA):
     started_at = _now()
     finished_at = _maybe_time()
 
-    finish_reason_enum = enum_check("finish_reason", FinishReason)
-    step_number_min = Check("step_number >= 0")
+    finish_reason_enum = enum_check(finish_reason, FinishReason)
+    step_number_min = Check(step_number >= 0)
     usage_non_negative = _non_negative(
-        "input_tokens", "output_tokens", "cached_input_tokens", "reasoning_tokens", "cost_usd"
+        input_tokens, output_tokens, cached_input_tokens, reasoning_tokens, cost_usd
     )
-    cost_usd_finite = _finite("cost_usd")
+    cost_usd_finite = _finite(cost_usd)
     # Its index (invocation_id, step_number) is the contract's required index.
     agent_steps_invocation_step_key = Unique(["invocation_id", "step_number"])
 
@@ -425,8 +441,8 @@ class ToolCall(Table, tablename="tool_calls", schema=SCHEMA):
     started_at = _now()
     finished_at = _maybe_time()
 
-    output_type_enum = enum_check("output_type", ToolOutputType)
-    output_has_type = Check("output IS NULL OR output_type IS NOT NULL")
+    output_type_enum = enum_check(output_type, ToolOutputType)
+    output_has_type = Check(output.is_null() | output_type.is_not_null())
     # Its index (invocation_id, tool_call_id) also serves lookups by invocation_id.
     tool_calls_invocation_call_key = Unique(["invocation_id", "tool_call_id"])
 
@@ -446,9 +462,9 @@ class MemoryRecord(Table, tablename="memory_records", schema=SCHEMA):
     tags = Array(base_column=Varchar())
     created_at = _now()
 
-    phase_enum = enum_check("phase", FeaturePhase)
-    kind_enum = enum_check("kind", MemoryKind)
-    content_not_empty = Check("content ~ '[^[:space:]]'")
+    phase_enum = enum_check(phase, FeaturePhase)
+    kind_enum = enum_check(kind, MemoryKind)
+    content_not_empty = _not_blank(content)
 
     _indexes = (
         # Tags are searched within one run, after this index has found the run's rows: a
@@ -480,14 +496,18 @@ class CtaEvent(Table, tablename="cta_events", schema=SCHEMA):
     responded_at = _maybe_time()
     expires_at = _maybe_time()
 
-    phase_enum = enum_check("phase", FeaturePhase)
-    kind_enum = enum_check("kind", CtaKind)
-    prompt_not_empty = Check("prompt ~ '[^[:space:]]'")
+    phase_enum = enum_check(phase, FeaturePhase)
+    kind_enum = enum_check(kind, CtaKind)
+    prompt_not_empty = _not_blank(prompt)
     choice_has_options = Check(
-        f"kind <> {sql_list(['choice'])} OR (options IS NOT NULL "
-        "AND jsonb_typeof(options) = 'array' AND jsonb_array_length(options) > 0)"
+        (kind != CtaKind.choice)
+        | (
+            options.is_not_null()
+            & Sql("jsonb_typeof({}) = 'array'", options)
+            & Sql("jsonb_array_length({}) > 0", options)
+        )
     )
-    response_with_time = Check("(response IS NULL) = (responded_at IS NULL)")
+    response_with_time = Check(same_truth(response.is_null(), responded_at.is_null()))
 
     _indexes = (
         Index("cta_events_run_idx", ("run_id",), why="a run's questions"),
@@ -522,11 +542,14 @@ class Budget(Table, tablename="budgets", schema=SCHEMA):
     created_at = _now()
     updated_at = _now()
 
-    resource_enum = enum_check("resource", BudgetResource)
+    resource_enum = enum_check(resource, BudgetResource)
     budget_limits = Check(
-        "allocated >= 0 AND used >= 0 AND reserved >= 0 AND used + reserved <= allocated"
+        (allocated >= 0)
+        & (used >= 0)
+        & (reserved >= 0)
+        & Sql("{} + {} <= {}", used, reserved, allocated)
     )
-    budget_numbers_finite = _finite("allocated", "used", "reserved")
+    budget_numbers_finite = _finite(allocated, used, reserved)
     budgets_agent_resource_key = Unique(["agent_id", "resource"])
 
 
@@ -551,18 +574,24 @@ class BudgetReservation(Table, tablename="budget_reservations", schema=SCHEMA):
     created_at = _now()
     finished_at = _maybe_time()
 
-    resource_enum = enum_check("resource", BudgetResource)
-    state_enum = enum_check("state", ReservationState)
+    resource_enum = enum_check(resource, BudgetResource)
+    state_enum = enum_check(state, ReservationState)
     # 'Infinity' is the largest numeric but NaN: this refuses both.
-    amount_positive = Check("amount > 0 AND amount < 'Infinity'")
+    amount_positive = Check((amount > 0) & (amount < "Infinity"))
     actual_when_committed = Check(
-        f"(state = {sql_list(['committed'])}) = (actual IS NOT NULL) "
-        "AND (actual IS NULL OR (actual >= 0 AND actual < 'Infinity'))"
+        same_truth(state == ReservationState.committed, actual.is_not_null())
+        & (actual.is_null() | ((actual >= 0) & (actual < "Infinity")))
     )
     finished_when_final = Check(
-        f"(state IN ({sql_list(['committed', 'released', 'expired'])})) = (finished_at IS NOT NULL)"
+        same_truth(
+            one_of(
+                state,
+                [ReservationState.committed, ReservationState.released, ReservationState.expired],
+            ),
+            finished_at.is_not_null(),
+        )
     )
-    holder_not_empty = Check("holder ~ '[^[:space:]]'")
+    holder_not_empty = _not_blank(holder)
 
     _indexes = (
         Index(
@@ -605,15 +634,20 @@ class Message(Table, tablename="messages", schema=SCHEMA):
     claimed_at = _maybe_time()
     finished_at = _maybe_time()
 
-    status_enum = enum_check("status", MessageStatus)
-    priority_range = Check(f"priority >= 0 AND priority <= {MAX_MESSAGE_PRIORITY}")
-    attempts_range = Check("attempts >= 0 AND max_attempts >= 1")
+    status_enum = enum_check(status, MessageStatus)
+    priority_range = Check((priority >= 0) & (priority <= MAX_MESSAGE_PRIORITY))
+    attempts_range = Check((attempts >= 0) & (max_attempts >= 1))
     claim_has_lease = Check(
-        f"(status = {sql_list(['claimed'])}) = "
-        "(lease_expires_at IS NOT NULL AND claimed_by IS NOT NULL)"
+        same_truth(
+            status == MessageStatus.claimed,
+            lease_expires_at.is_not_null() & claimed_by.is_not_null(),
+        )
     )
     finished_when_final = Check(
-        f"(status IN ({sql_list(['done', 'dead', 'cancelled'])})) = (finished_at IS NOT NULL)"
+        same_truth(
+            one_of(status, [MessageStatus.done, MessageStatus.dead, MessageStatus.cancelled]),
+            finished_at.is_not_null(),
+        )
     )
 
     _indexes = (
@@ -673,9 +707,9 @@ class Workspace(Table, tablename="workspaces", schema=SCHEMA):
     updated_at = _now()
     released_at = _maybe_time()
 
-    status_enum = enum_check("status", WorkspaceStatus)
+    status_enum = enum_check(status, WorkspaceStatus)
     released_when_released = Check(
-        f"(status = {sql_list(['released'])}) = (released_at IS NOT NULL)"
+        same_truth(status == WorkspaceStatus.released, released_at.is_not_null())
     )
 
     _indexes = (
@@ -731,9 +765,11 @@ class Checkpoint(Table, tablename="checkpoints", schema=SCHEMA):
     label = Varchar(null=True, default=None)
     created_at = _now()
 
-    sequence_min = Check("sequence >= 1")
-    schema_version_min = Check("schema_version >= 1")
-    parent_checkpoint_not_self = Check("parent_checkpoint_id IS NULL OR parent_checkpoint_id <> id")
+    sequence_min = Check(sequence >= 1)
+    schema_version_min = Check(schema_version >= 1)
+    parent_checkpoint_not_self = Check(
+        parent_checkpoint_id.is_null() | (parent_checkpoint_id != id)
+    )
     # Its index (agent_id, sequence) serves "latest checkpoint" as a backward scan.
     checkpoints_agent_sequence_key = Unique(["agent_id", "sequence"])
 
@@ -757,8 +793,8 @@ class Hierarchy(Table, tablename="hierarchies", schema=SCHEMA):
     child_id = _owned_by(Agent)
     depth = Integer(default=1)
 
-    depth_min = Check("depth >= 1")
-    no_self_reference = Check("parent_id <> child_id")
+    depth_min = Check(depth >= 1)
+    no_self_reference = Check(parent_id != child_id)
     # Its index (parent_id, child_id) serves subtree lookups.
     hierarchies_parent_child_key = Unique(["parent_id", "child_id"])
 
@@ -799,7 +835,7 @@ class GraphThread(Table, tablename="graph_threads", schema=SCHEMA):
     agent_id = _refers_to(Agent, null=True)
     created_at = _now()
 
-    thread_id_not_empty = Check("thread_id <> ''")
+    thread_id_not_empty = Check(thread_id != "")
 
     _indexes = (
         Index(
@@ -848,7 +884,7 @@ class GraphCheckpoint(Table, tablename="graph_checkpoints", schema=SCHEMA):
     metadata = JSONB()
     created_at = _now()
 
-    channels_versions_match = Check("cardinality(channels) = cardinality(versions)")
+    channels_versions_match = Check(Sql("cardinality({}) = cardinality({})", channels, versions))
     graph_checkpoints_thread_ns_id_key = Unique(["thread_id", "checkpoint_ns", "checkpoint_id"])
 
     _indexes = (
@@ -913,7 +949,7 @@ class SessionItem(Table, tablename="session_items", schema=SCHEMA):
     item = JSONB()
     created_at = _now()
 
-    session_id_not_empty = Check("session_id <> ''")
+    session_id_not_empty = Check(session_id != "")
 
     _indexes = (
         Index(
