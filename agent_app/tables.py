@@ -84,22 +84,26 @@ MAX_AGENT_DEPTH = 5
 MAX_MESSAGE_PRIORITY = 9
 
 
-def _now() -> Timestamptz:
-    return Timestamptz()
+def _now(*, help_text: str) -> Timestamptz:
+    return Timestamptz(help_text=help_text)
 
 
-def _maybe_time() -> Timestamptz:
-    return Timestamptz(null=True, default=None)
+def _maybe_time(*, help_text: str) -> Timestamptz:
+    return Timestamptz(null=True, default=None, help_text=help_text)
 
 
-def _owned_by(table: type[Table] | str) -> ForeignKey:
+def _owned_by(table: type[Table] | str, *, help_text: str) -> ForeignKey:
     """A required reference whose target's deletion deletes this row too."""
     return ForeignKey(
-        references=table, null=False, on_delete=OnDelete.cascade, on_update=OnUpdate.cascade
+        references=table,
+        null=False,
+        on_delete=OnDelete.cascade,
+        on_update=OnUpdate.cascade,
+        help_text=help_text,
     )
 
 
-def _refers_to(table: type[Table] | str, *, null: bool) -> ForeignKey:
+def _refers_to(table: type[Table] | str, *, null: bool, help_text: str) -> ForeignKey:
     """A reference that blocks deleting its target while this row exists.
 
     NO ACTION rather than RESTRICT: the check runs at the end of the statement,
@@ -112,6 +116,7 @@ def _refers_to(table: type[Table] | str, *, null: bool) -> ForeignKey:
         default=None,
         on_delete=OnDelete.no_action,
         on_update=OnUpdate.cascade,
+        help_text=help_text,
     )
 
 
@@ -150,21 +155,44 @@ class Sandbox(Table, tablename="sandboxes", schema=SCHEMA):
     def get_readable(cls) -> Readable:
         return Readable(template="%s sandbox (%s)", columns=[cls.provider, cls.status])
 
-    id = UUID(primary_key=True)
-    status = Varchar(choices=SandboxStatus, default=SandboxStatus.pending)
-    source_type = Varchar(choices=SandboxSourceType)
-    source_ref = Text(null=True, default=None)
+    id = UUID(primary_key=True, help_text="Primary key, generated on insert.")
+    status = Varchar(
+        choices=SandboxStatus,
+        default=SandboxStatus.pending,
+        help_text=(
+            "Lifecycle status; moves only along the sandbox lifecycle (a trigger refuses other "
+            "transitions)."
+        ),
+    )
+    source_type = Varchar(
+        choices=SandboxSourceType,
+        help_text="What the sandbox is built from: a git ref, a tarball, a snapshot or nothing.",
+    )
+    source_ref = Text(
+        null=True,
+        default=None,
+        help_text="The git ref or tarball location it is built from; empty when there is none.",
+    )
     # A foreign key to sandbox_snapshots, added by a raw migration: sandboxes and
     # snapshots refer to each other, a cycle Piccolo's migrations cannot order.
-    source_snapshot_id = UUID(null=True, default=None)
-    provider = Varchar()
-    external_id = Varchar(null=True, default=None, unique=True)
-    config = JSONB()
-    error = Text(null=True, default=None)
-    created_at = _now()
-    updated_at = _now()
-    started_at = _maybe_time()
-    stopped_at = _maybe_time()
+    source_snapshot_id = UUID(
+        null=True,
+        default=None,
+        help_text="The snapshot it is built from; set exactly when source_type is snapshot.",
+    )
+    provider = Varchar(help_text="The container or VM provider that runs it.")
+    external_id = Varchar(
+        null=True,
+        default=None,
+        unique=True,
+        help_text="The provider's id for it (unique); empty until the provider has created it.",
+    )
+    config = JSONB(help_text="Provider settings (JSON).")
+    error = Text(null=True, default=None, help_text="Why it failed; empty unless it failed.")
+    created_at = _now(help_text="When the row was created (set on insert).")
+    updated_at = _now(help_text="When the row last changed (set by a trigger on every update).")
+    started_at = _maybe_time(help_text="When it started running; empty until then.")
+    stopped_at = _maybe_time(help_text="When it stopped; empty while it has not.")
 
     status_enum = enum_check(status, SandboxStatus)
     source_type_enum = enum_check(source_type, SandboxSourceType)
@@ -186,14 +214,30 @@ class Sandbox(Table, tablename="sandboxes", schema=SCHEMA):
 class SandboxSnapshot(Table, tablename="sandbox_snapshots", schema=SCHEMA):
     """A saved image of a sandbox's file system, from which new sandboxes can be built."""
 
-    id = UUID(primary_key=True)
-    sandbox_id = _refers_to(Sandbox, null=False)
-    status = Varchar(choices=SnapshotStatus, default=SnapshotStatus.created)
-    external_id = Varchar(null=True, default=None)
-    size_bytes = BigInt(null=True, default=None)
-    metadata = JSONB()
-    created_at = _now()
-    deleted_at = _maybe_time()
+    id = UUID(primary_key=True, help_text="Primary key, generated on insert.")
+    sandbox_id = _refers_to(
+        Sandbox,
+        null=False,
+        help_text=(
+            "The sandbox this is an image of; that sandbox cannot be deleted while this row exists."
+        ),
+    )
+    status = Varchar(
+        choices=SnapshotStatus, default=SnapshotStatus.created, help_text="Snapshot status."
+    )
+    external_id = Varchar(
+        null=True,
+        default=None,
+        help_text="The provider's id for the image; empty until the provider has one.",
+    )
+    size_bytes = BigInt(
+        null=True, default=None, help_text="Size of the image in bytes; empty when not reported."
+    )
+    metadata = JSONB(help_text="Provider details about the image (JSON).")
+    created_at = _now(help_text="When the snapshot was taken (set on insert).")
+    deleted_at = _maybe_time(
+        help_text="When the image was deleted at the provider; empty while it exists."
+    )
 
     status_enum = enum_check(status, SnapshotStatus)
     size_bytes_non_negative = _non_negative(size_bytes)
@@ -216,19 +260,36 @@ class FeatureRun(Table, tablename="feature_runs", schema=SCHEMA):
     def get_readable(cls) -> Readable:
         return Readable(template="%s", columns=[cls.title])
 
-    id = UUID(primary_key=True)
-    title = Varchar()
-    request = Text()
-    repo_url = Text()
-    base_branch = Varchar(default="main")
-    current_phase = Varchar(choices=FeaturePhase, default=FeaturePhase.analysis)
-    sandbox_id = _refers_to(Sandbox, null=True)
-    branch_name = Varchar(null=True, default=None)
-    pr_url = Text(null=True, default=None)
-    error = Text(null=True, default=None)
-    created_at = _now()
-    updated_at = _now()
-    completed_at = _maybe_time()
+    id = UUID(primary_key=True, help_text="Primary key, generated on insert.")
+    title = Varchar(help_text="Short name of the feature.")
+    request = Text(help_text="The feature request as the person wrote it.")
+    repo_url = Text(help_text="The repository the pull request goes to.")
+    base_branch = Varchar(
+        default="main", help_text="The branch the work starts from and the pull request targets."
+    )
+    current_phase = Varchar(
+        choices=FeaturePhase,
+        default=FeaturePhase.analysis,
+        help_text=(
+            "Where the run is: analysis, approaches, judging, implementation, pr, then completed,"
+            " or failed from any phase (a trigger refuses other moves)."
+        ),
+    )
+    sandbox_id = _refers_to(
+        Sandbox, null=True, help_text="The sandbox the run works in; empty until one is assigned."
+    )
+    branch_name = Varchar(
+        null=True, default=None, help_text="The branch the work is pushed to; empty until created."
+    )
+    pr_url = Text(
+        null=True, default=None, help_text="The pull request's address; empty until it is opened."
+    )
+    error = Text(null=True, default=None, help_text="Why the run failed; empty unless it failed.")
+    created_at = _now(help_text="When the run was created (set on insert).")
+    updated_at = _now(help_text="When the row last changed (set by a trigger on every update).")
+    completed_at = _maybe_time(
+        help_text="When the run reached completed or failed; empty while it is working."
+    )
 
     current_phase_enum = enum_check(current_phase, FeaturePhase)
 
@@ -253,22 +314,49 @@ class Agent(Table, tablename="agents", schema=SCHEMA):
     def get_readable(cls) -> Readable:
         return Readable(template="%s (%s)", columns=[cls.name, cls.agent_type])
 
-    id = UUID(primary_key=True)
+    id = UUID(primary_key=True, help_text="Primary key, generated on insert.")
     run_id = ForeignKey(
         references=FeatureRun,
         null=True,
         default=None,
         on_delete=OnDelete.cascade,
         on_update=OnUpdate.cascade,
+        help_text=(
+            "The feature run the agent works for; deleting the run deletes the agent. Empty for "
+            "an agent outside any run."
+        ),
     )
-    parent_id = _refers_to("self", null=True)
-    depth_level = Integer(default=0)
-    agent_type = Varchar(choices=AgentType)
-    name = Varchar()
-    status = Varchar(choices=AgentStatus, default=AgentStatus.pending)
-    created_at = _now()
-    updated_at = _now()
-    finished_at = _maybe_time()
+    parent_id = _refers_to(
+        "self",
+        null=True,
+        help_text="The agent that spawned this one; empty for a root (depth 0). Never changes.",
+    )
+    depth_level = Integer(
+        default=0,
+        help_text=(
+            f"Depth in the agent tree, 0 for a root, at most {MAX_AGENT_DEPTH}; derived from "
+            "the parent by a trigger."
+        ),
+    )
+    agent_type = Varchar(
+        choices=AgentType, help_text="The role: orchestrator, explorer, coder, judge or meta-judge."
+    )
+    name = Varchar(help_text="A readable name for the agent.")
+    status = Varchar(
+        choices=AgentStatus,
+        default=AgentStatus.pending,
+        help_text=(
+            "Lifecycle status; reaching a terminal status returns its budgets to the parent "
+            "(triggers)."
+        ),
+    )
+    created_at = _now(help_text="When the agent was created (set on insert).")
+    updated_at = _now(help_text="When the row last changed (set by a trigger on every update).")
+    finished_at = _maybe_time(
+        help_text=(
+            "When it reached a terminal status (a trigger fills it in); empty while it is live."
+        ),
+    )
 
     agent_type_enum = enum_check(agent_type, AgentType)
     status_enum = enum_check(status, AgentStatus)
@@ -293,16 +381,36 @@ class PhaseResult(Table, tablename="phase_results", schema=SCHEMA):
     def get_readable(cls) -> Readable:
         return Readable(template="%s #%s (%s)", columns=[cls.phase, cls.attempt, cls.status])
 
-    id = UUID(primary_key=True)
-    run_id = _owned_by(FeatureRun)
-    phase = Varchar(choices=FeaturePhase)
-    status = Varchar(choices=PhaseStatus, default=PhaseStatus.running)
-    attempt = Integer(default=1)
-    summary = Text(null=True, default=None)
-    output = JSONB(null=True, default=None)
-    error = Text(null=True, default=None)
-    started_at = _now()
-    finished_at = _maybe_time()
+    id = UUID(primary_key=True, help_text="Primary key, generated on insert.")
+    run_id = _owned_by(FeatureRun, help_text="The feature run; deleting the run deletes this row.")
+    phase = Varchar(
+        choices=FeaturePhase, help_text="The working phase attempted (never completed or failed)."
+    )
+    status = Varchar(
+        choices=PhaseStatus,
+        default=PhaseStatus.running,
+        help_text=(
+            "Outcome of the attempt: running until it ends (a trigger refuses other transitions)."
+        ),
+    )
+    attempt = Integer(default=1, help_text="Attempt number at this phase of this run, from 1.")
+    summary = Text(
+        null=True,
+        default=None,
+        help_text="What the attempt concluded, in words; empty until written.",
+    )
+    output = JSONB(
+        null=True,
+        default=None,
+        help_text="The attempt's structured result (JSON); empty until written.",
+    )
+    error = Text(
+        null=True, default=None, help_text="Why the attempt failed; empty unless it failed."
+    )
+    started_at = _now(help_text="When the attempt started (set on insert).")
+    finished_at = _maybe_time(
+        help_text="When the attempt ended; empty exactly while it is running."
+    )
 
     phase_enum = enum_check(phase, FeaturePhase)
     # Says only "not an end state", so a misspelt phase is reported by phase_enum alone.
@@ -335,22 +443,53 @@ class AgentInvocation(Table, tablename="agent_invocations", schema=SCHEMA):
     def get_readable(cls) -> Readable:
         return Readable(template="%s on %s", columns=[cls.agent_type, cls.model])
 
-    id = UUID(primary_key=True)
-    run_id = _owned_by(FeatureRun)
-    phase_result_id = _owned_by(PhaseResult)
-    agent_id = _refers_to(Agent, null=True)
-    parent_invocation_id = _refers_to("self", null=True)
-    agent_type = Varchar(choices=AgentType)
-    model = Varchar()
-    input = JSONB(null=True, default=None)
-    output = JSONB(null=True, default=None)
-    finish_reason = Varchar(choices=FinishReason, null=True, default=None)
-    error = Text(null=True, default=None)
-    input_tokens = BigInt(default=0)
-    output_tokens = BigInt(default=0)
-    cost_usd = Numeric(default=Decimal(0))
-    started_at = _now()
-    finished_at = _maybe_time()
+    id = UUID(primary_key=True, help_text="Primary key, generated on insert.")
+    run_id = _owned_by(FeatureRun, help_text="The feature run; deleting the run deletes this row.")
+    phase_result_id = _owned_by(
+        PhaseResult, help_text="The phase attempt the call belongs to (same run)."
+    )
+    agent_id = _refers_to(
+        Agent,
+        null=True,
+        help_text="The agent that was called; empty when not tracked in the hierarchy.",
+    )
+    parent_invocation_id = _refers_to(
+        "self",
+        null=True,
+        help_text="The invocation that made this call; empty for a top-level call.",
+    )
+    agent_type = Varchar(
+        choices=AgentType,
+        help_text="The role called: orchestrator, explorer, coder, judge or meta-judge.",
+    )
+    model = Varchar(help_text="The model name the call used.")
+    input = JSONB(
+        null=True,
+        default=None,
+        help_text="What the agent was given (JSON); empty when not recorded.",
+    )
+    output = JSONB(
+        null=True, default=None, help_text="What the agent returned (JSON); empty until it returns."
+    )
+    finish_reason = Varchar(
+        choices=FinishReason,
+        null=True,
+        default=None,
+        help_text="Why the call ended; empty while it runs.",
+    )
+    error = Text(null=True, default=None, help_text="Why the call failed; empty unless it failed.")
+    input_tokens = BigInt(
+        default=0, help_text="Input tokens over all steps (rolled up from the steps), 0 or more."
+    )
+    output_tokens = BigInt(
+        default=0, help_text="Output tokens over all steps (rolled up from the steps), 0 or more."
+    )
+    cost_usd = Numeric(
+        default=Decimal(0),
+        help_text="Cost in US dollars over all steps (rolled up from the steps), 0 or more.",
+    )
+    started_at = _now(help_text="When the call started (set on insert).")
+    finished_at = _maybe_time(help_text="When the call ended; empty while it runs.")
 
     agent_type_enum = enum_check(agent_type, AgentType)
     finish_reason_enum = enum_check(finish_reason, FinishReason)
@@ -390,21 +529,54 @@ class AgentStep(Table, tablename="agent_steps", schema=SCHEMA):
     def get_readable(cls) -> Readable:
         return Readable(template="step %s (%s)", columns=[cls.step_number, cls.finish_reason])
 
-    id = UUID(primary_key=True)
-    invocation_id = _owned_by(AgentInvocation)
-    step_number = Integer(default=0)
-    finish_reason = Varchar(choices=FinishReason)
-    raw_finish_reason = Varchar(null=True, default=None)
-    text = Text(null=True, default=None)
-    reasoning = Text(null=True, default=None)
-    input_tokens = Integer(null=True, default=None)
-    output_tokens = Integer(null=True, default=None)
-    cached_input_tokens = Integer(null=True, default=None)
-    reasoning_tokens = Integer(null=True, default=None)
-    cost_usd = Numeric(null=True, default=None)
-    response_metadata = JSONB(null=True, default=None)
-    started_at = _now()
-    finished_at = _maybe_time()
+    id = UUID(primary_key=True, help_text="Primary key, generated on insert.")
+    invocation_id = _owned_by(
+        AgentInvocation,
+        help_text="The invocation this model call belongs to; deleting it deletes the step.",
+    )
+    step_number = Integer(
+        default=0, help_text="Position within the invocation, from 0; unique per invocation."
+    )
+    finish_reason = Varchar(choices=FinishReason, help_text="Why the model stopped, normalised.")
+    raw_finish_reason = Varchar(
+        null=True,
+        default=None,
+        help_text="The provider's own finish reason, as reported; empty when none.",
+    )
+    text = Text(null=True, default=None, help_text="The text the model produced; empty when none.")
+    reasoning = Text(
+        null=True,
+        default=None,
+        help_text="The model's reasoning text, when the provider returns it.",
+    )
+    input_tokens = Integer(
+        null=True,
+        default=None,
+        help_text="Input tokens; empty when the provider did not report them (not zero).",
+    )
+    output_tokens = Integer(
+        null=True,
+        default=None,
+        help_text="Output tokens; empty when the provider did not report them (not zero).",
+    )
+    cached_input_tokens = Integer(
+        null=True,
+        default=None,
+        help_text="Input tokens served from the provider's cache; empty when not reported.",
+    )
+    reasoning_tokens = Integer(
+        null=True, default=None, help_text="Tokens spent on reasoning; empty when not reported."
+    )
+    cost_usd = Numeric(
+        null=True, default=None, help_text="Cost of this call in US dollars; empty when unknown."
+    )
+    response_metadata = JSONB(
+        null=True,
+        default=None,
+        help_text="The provider's response details (JSON); empty when none.",
+    )
+    started_at = _now(help_text="When the call started (set on insert).")
+    finished_at = _maybe_time(help_text="When the call ended; empty when not recorded.")
 
     finish_reason_enum = enum_check(finish_reason, FinishReason)
     step_number_min = Check(step_number >= 0)
@@ -429,17 +601,30 @@ class ToolCall(Table, tablename="tool_calls", schema=SCHEMA):
     """A tool call made in a step, matched to its result by the provider's tool_call_id.
     output_type stays null until the result arrives."""
 
-    id = UUID(primary_key=True)
-    step_id = _owned_by(AgentStep)
-    invocation_id = _owned_by(AgentInvocation)
-    tool_call_id = Varchar()
-    tool_name = Varchar()
-    input = JSONB()
-    output_type = Varchar(choices=ToolOutputType, null=True, default=None)
-    output = JSONB(null=True, default=None)
-    provider_executed = Boolean(default=False)
-    started_at = _now()
-    finished_at = _maybe_time()
+    id = UUID(primary_key=True, help_text="Primary key, generated on insert.")
+    step_id = _owned_by(
+        AgentStep, help_text="The step that made the call; deleting it deletes the call."
+    )
+    invocation_id = _owned_by(
+        AgentInvocation, help_text="The invocation of that step (kept equal to the step's)."
+    )
+    tool_call_id = Varchar(
+        help_text="The provider's id for the call, which its result names; unique per invocation."
+    )
+    tool_name = Varchar(help_text="The tool called.")
+    input = JSONB(help_text="The arguments the model passed (JSON).")
+    output_type = Varchar(
+        choices=ToolOutputType,
+        null=True,
+        default=None,
+        help_text="The kind of result; empty until the result arrives.",
+    )
+    output = JSONB(null=True, default=None, help_text="The result (JSON); empty until it arrives.")
+    provider_executed = Boolean(
+        default=False, help_text="True when the provider ran the tool itself, not the worker."
+    )
+    started_at = _now(help_text="When the call was made (set on insert).")
+    finished_at = _maybe_time(help_text="When the result arrived; empty until then.")
 
     output_type_enum = enum_check(output_type, ToolOutputType)
     output_has_type = Check(output.is_null() | output_type.is_not_null())
@@ -453,14 +638,22 @@ class MemoryRecord(Table, tablename="memory_records", schema=SCHEMA):
     """Something an agent learnt (insight, failure, decision, constraint) and left for
     later phases of the same run, tagged for retrieval."""
 
-    id = UUID(primary_key=True)
-    run_id = _owned_by(FeatureRun)
-    phase = Varchar(choices=FeaturePhase)
-    kind = Varchar(choices=MemoryKind)
-    content = Text()
-    source_invocation_id = _refers_to(AgentInvocation, null=True)
-    tags = Array(base_column=Varchar())
-    created_at = _now()
+    id = UUID(primary_key=True, help_text="Primary key, generated on insert.")
+    run_id = _owned_by(
+        FeatureRun, help_text="The feature run; deleting the run deletes the record."
+    )
+    phase = Varchar(choices=FeaturePhase, help_text="The phase in which it was learnt.")
+    kind = Varchar(
+        choices=MemoryKind, help_text="What it is: insight, failure, decision or constraint."
+    )
+    content = Text(help_text="What was learnt, in words (not blank).")
+    source_invocation_id = _refers_to(
+        AgentInvocation,
+        null=True,
+        help_text="The invocation that recorded it; empty when not tracked.",
+    )
+    tags = Array(base_column=Varchar(), help_text="Words to find it by, searched within the run.")
+    created_at = _now(help_text="When it was recorded (set on insert).")
 
     phase_enum = enum_check(phase, FeaturePhase)
     kind_enum = enum_check(kind, MemoryKind)
@@ -484,17 +677,37 @@ class CtaEvent(Table, tablename="cta_events", schema=SCHEMA):
     """A question put to a person (approve, answer in text, or pick one of the options),
     answered at most once, possibly expiring unanswered."""
 
-    id = UUID(primary_key=True)
-    run_id = _owned_by(FeatureRun)
-    phase = Varchar(choices=FeaturePhase, null=True, default=None)
-    kind = Varchar(choices=CtaKind)
-    prompt = Text()
-    options = JSONB(null=True, default=None)
-    response = JSONB(null=True, default=None)
-    responded_by = Varchar(null=True, default=None)
-    created_at = _now()
-    responded_at = _maybe_time()
-    expires_at = _maybe_time()
+    id = UUID(primary_key=True, help_text="Primary key, generated on insert.")
+    run_id = _owned_by(
+        FeatureRun, help_text="The feature run asking; deleting the run deletes the question."
+    )
+    phase = Varchar(
+        choices=FeaturePhase,
+        null=True,
+        default=None,
+        help_text="The phase that asked; empty when not tied to one.",
+    )
+    kind = Varchar(
+        choices=CtaKind,
+        help_text="What answer is wanted: approval, text, or a choice among options.",
+    )
+    prompt = Text(help_text="The question shown to the person (not blank).")
+    options = JSONB(
+        null=True,
+        default=None,
+        help_text="The options of a choice (a non-empty JSON list); empty for other kinds.",
+    )
+    response = JSONB(
+        null=True,
+        default=None,
+        help_text="The answer (JSON); empty until answered. Answered at most once (a trigger).",
+    )
+    responded_by = Varchar(null=True, default=None, help_text="Who answered; empty until answered.")
+    created_at = _now(help_text="When it was asked (set on insert).")
+    responded_at = _maybe_time(help_text="When it was answered; set exactly when response is.")
+    expires_at = _maybe_time(
+        help_text="After this, an unanswered question expires; empty for no deadline."
+    )
 
     phase_enum = enum_check(phase, FeaturePhase)
     kind_enum = enum_check(kind, CtaKind)
@@ -533,14 +746,36 @@ class Budget(Table, tablename="budgets", schema=SCHEMA):
     the live children's allocations, used the committed reservations plus the usage of
     finished children."""
 
-    id = UUID(primary_key=True)
-    agent_id = _owned_by(Agent)
-    resource = Varchar(choices=BudgetResource)
-    allocated = Numeric(default=Decimal(0))
-    used = Numeric(default=Decimal(0))
-    reserved = Numeric(default=Decimal(0))
-    created_at = _now()
-    updated_at = _now()
+    id = UUID(primary_key=True, help_text="Primary key, generated on insert.")
+    agent_id = _owned_by(
+        Agent, help_text="The agent whose budget this is; one budget per agent and resource."
+    )
+    resource = Varchar(
+        choices=BudgetResource,
+        help_text="What is counted: tokens, cost_usd (US dollars) or tool_calls.",
+    )
+    allocated = Numeric(
+        default=Decimal(0),
+        help_text=(
+            "How much the agent may spend, in the resource's unit; a child's is reserved out of "
+            "its parent's budget."
+        ),
+    )
+    used = Numeric(
+        default=Decimal(0),
+        help_text=(
+            "Spent so far: committed reservations plus finished children's usage. Kept by "
+            "triggers only."
+        ),
+    )
+    reserved = Numeric(
+        default=Decimal(0),
+        help_text=(
+            "Held now: held reservations plus live children's allocations. Kept by triggers only."
+        ),
+    )
+    created_at = _now(help_text="When the budget was created (set on insert).")
+    updated_at = _now(help_text="When the row last changed (set by a trigger on every update).")
 
     resource_enum = enum_check(resource, BudgetResource)
     budget_limits = Check(
@@ -559,20 +794,42 @@ class BudgetReservation(Table, tablename="budget_reservations", schema=SCHEMA):
     the budget's reserved and used from these rows; a charge without a reservation is a
     row born committed."""
 
-    id = UUID(primary_key=True)
+    id = UUID(primary_key=True, help_text="Primary key, generated on insert.")
     # The budget's agent and resource, copied (the trigger refuses a mismatch) so a
     # worker's reservations read without a join. No foreign key of its own: deleting the
     # agent deletes its budgets, and those their reservations - one index fewer to keep.
-    agent_id = UUID(default=None)
-    resource = Varchar(choices=BudgetResource)
-    budget_id = _owned_by(Budget)
-    amount = Numeric()
-    holder = Varchar()
-    state = Varchar(choices=ReservationState, default=ReservationState.held)
-    actual = Numeric(null=True, default=None)
-    lease_expires_at = Timestamptz()
-    created_at = _now()
-    finished_at = _maybe_time()
+    agent_id = UUID(
+        default=None,
+        help_text="The budget's agent, copied from the budget (a trigger refuses a mismatch).",
+    )
+    resource = Varchar(
+        choices=BudgetResource,
+        help_text="The budget's resource, copied from the budget (a trigger refuses a mismatch).",
+    )
+    budget_id = _owned_by(
+        Budget, help_text="The budget held against; deleting it deletes its reservations."
+    )
+    amount = Numeric(help_text="How much is held, in the resource's unit (more than 0).")
+    holder = Varchar(
+        help_text="Who holds it (a worker or task name); the one that commits or releases it."
+    )
+    state = Varchar(
+        choices=ReservationState,
+        default=ReservationState.held,
+        help_text="held, then committed (turned into usage), released or expired; each final.",
+    )
+    actual = Numeric(
+        null=True,
+        default=None,
+        help_text="The amount actually used, set when committed; empty otherwise.",
+    )
+    lease_expires_at = Timestamptz(
+        help_text="A held reservation still open after this expires and returns its amount."
+    )
+    created_at = _now(help_text="When it was made (set on insert).")
+    finished_at = _maybe_time(
+        help_text="When it was committed, released or expired; empty while held."
+    )
 
     resource_enum = enum_check(resource, BudgetResource)
     state_enum = enum_check(state, ReservationState)
@@ -610,29 +867,51 @@ class Message(Table, tablename="messages", schema=SCHEMA):
 
     # BIGINT identity (converted from Piccolo's bigserial by a raw migration): its
     # order is the FIFO order.
-    id = BigSerial(primary_key=True)
+    id = BigSerial(
+        primary_key=True,
+        help_text="Identity, in the order of sending: the FIFO order within a priority.",
+    )
     run_id = ForeignKey(
         references=FeatureRun,
         null=True,
         default=None,
         on_delete=OnDelete.cascade,
         on_update=OnUpdate.cascade,
+        help_text=(
+            "The feature run; a trigger fills in the recipient's run when empty. Deleting the run"
+            " deletes the message."
+        ),
     )
-    sender_id = _refers_to(Agent, null=True)
-    recipient_id = _refers_to(Agent, null=False)
-    priority = SmallInt(default=0)
-    status = Varchar(choices=MessageStatus, default=MessageStatus.pending)
-    kind = Varchar()
-    payload = JSONB()
-    attempts = Integer(default=0)
-    max_attempts = Integer(default=5)
-    available_at = _now()
-    lease_expires_at = _maybe_time()
-    claimed_by = Varchar(null=True, default=None)
-    last_error = Text(null=True, default=None)
-    created_at = _now()
-    claimed_at = _maybe_time()
-    finished_at = _maybe_time()
+    sender_id = _refers_to(
+        Agent, null=True, help_text="The sending agent; empty for a message from outside the tree."
+    )
+    recipient_id = _refers_to(Agent, null=False, help_text="The agent the message is for.")
+    priority = SmallInt(
+        default=0,
+        help_text=f"0 (lowest, the default) to {MAX_MESSAGE_PRIORITY}; higher is claimed first.",
+    )
+    status = Varchar(
+        choices=MessageStatus,
+        default=MessageStatus.pending,
+        help_text="pending, claimed (leased to a worker), then done, dead or cancelled.",
+    )
+    kind = Varchar(help_text="What the message is about, named by the sender.")
+    payload = JSONB(help_text="The message body (JSON).")
+    attempts = Integer(default=0, help_text="How many times it has been claimed.")
+    max_attempts = Integer(
+        default=5, help_text="After this many failed attempts the message is dead."
+    )
+    available_at = _now(help_text="Not claimable before this (a delay or a retry's backoff).")
+    lease_expires_at = _maybe_time(
+        help_text="While claimed: when the claim lapses and the message is claimable again."
+    )
+    claimed_by = Varchar(null=True, default=None, help_text="While claimed: the worker holding it.")
+    last_error = Text(
+        null=True, default=None, help_text="The error of the last failed attempt; empty if none."
+    )
+    created_at = _now(help_text="When it was sent (set on insert).")
+    claimed_at = _maybe_time(help_text="When the current claim was made; empty when not claimed.")
+    finished_at = _maybe_time(help_text="When it became done, dead or cancelled; empty before.")
 
     status_enum = enum_check(status, MessageStatus)
     priority_range = Check((priority >= 0) & (priority <= MAX_MESSAGE_PRIORITY))
@@ -695,17 +974,29 @@ class Workspace(Table, tablename="workspaces", schema=SCHEMA):
     """A git worktree an agent works in, inside a sandbox. No two active workspaces
     share a worktree path or a branch within one sandbox."""
 
-    id = UUID(primary_key=True)
-    agent_id = _owned_by(Agent)
-    sandbox_id = _refers_to(Sandbox, null=True)
-    worktree_path = Text()
-    branch_name = Varchar()
-    base_ref = Varchar()
-    head_commit = Varchar(null=True, default=None)
-    status = Varchar(choices=WorkspaceStatus, default=WorkspaceStatus.active)
-    created_at = _now()
-    updated_at = _now()
-    released_at = _maybe_time()
+    id = UUID(primary_key=True, help_text="Primary key, generated on insert.")
+    agent_id = _owned_by(Agent, help_text="The agent working in it; deleting the agent deletes it.")
+    sandbox_id = _refers_to(
+        Sandbox, null=True, help_text="The sandbox it lives in; empty when not in a sandbox."
+    )
+    worktree_path = Text(
+        help_text="The git worktree's path; unique among active workspaces of a sandbox."
+    )
+    branch_name = Varchar(
+        help_text="The branch checked out; unique among active workspaces of a sandbox."
+    )
+    base_ref = Varchar(help_text="The ref the branch started from.")
+    head_commit = Varchar(
+        null=True, default=None, help_text="The latest commit recorded; empty until one is."
+    )
+    status = Varchar(
+        choices=WorkspaceStatus, default=WorkspaceStatus.active, help_text="active until released."
+    )
+    created_at = _now(help_text="When it was created (set on insert).")
+    updated_at = _now(help_text="When the row last changed (set by a trigger on every update).")
+    released_at = _maybe_time(
+        help_text="When it was released; set exactly when status is released."
+    )
 
     status_enum = enum_check(status, WorkspaceStatus)
     released_when_released = Check(
@@ -749,21 +1040,26 @@ class Checkpoint(Table, tablename="checkpoints", schema=SCHEMA):
     """A saved state of an agent from which a crashed worker resumes; sequence numbers
     increase per agent, and state_hash lets an unchanged state be skipped."""
 
-    id = UUID(primary_key=True)
-    agent_id = _owned_by(Agent)
-    sequence = Integer(default=1)
+    id = UUID(primary_key=True, help_text="Primary key, generated on insert.")
+    agent_id = _owned_by(
+        Agent, help_text="The agent whose state this is; deleting the agent deletes it."
+    )
+    sequence = Integer(
+        default=1, help_text="Increases per agent, from 1; the highest is the latest."
+    )
     parent_checkpoint_id: ForeignKey[Checkpoint] = ForeignKey(
         references="self",
         null=True,
         default=None,
         on_delete=OnDelete.set_null,
         on_update=OnUpdate.cascade,
+        help_text="The checkpoint this one follows; emptied when that one is pruned.",
     )
-    state_snapshot = JSONB()
-    state_hash = Varchar()
-    schema_version = Integer(default=1)
-    label = Varchar(null=True, default=None)
-    created_at = _now()
+    state_snapshot = JSONB(help_text="The agent's saved state (JSON).")
+    state_hash = Varchar(help_text="Hash of the state: an unchanged state is not saved again.")
+    schema_version = Integer(default=1, help_text="Version of the state's format, from 1.")
+    label = Varchar(null=True, default=None, help_text="An optional name for the checkpoint.")
+    created_at = _now(help_text="When it was saved (set on insert).")
 
     sequence_min = Check(sequence >= 1)
     schema_version_min = Check(schema_version >= 1)
@@ -788,10 +1084,10 @@ class Hierarchy(Table, tablename="hierarchies", schema=SCHEMA):
     their distance, written only by a trigger on agents, so a whole subtree or
     ancestry is one indexed lookup."""
 
-    id = UUID(primary_key=True)
-    parent_id = _owned_by(Agent)
-    child_id = _owned_by(Agent)
-    depth = Integer(default=1)
+    id = UUID(primary_key=True, help_text="Primary key, generated on insert.")
+    parent_id = _owned_by(Agent, help_text="The ancestor. Written by a trigger on agents only.")
+    child_id = _owned_by(Agent, help_text="The descendant. Written by a trigger on agents only.")
+    depth = Integer(default=1, help_text="How many levels apart, from 1 (a direct child).")
 
     depth_min = Check(depth >= 1)
     no_self_reference = Check(parent_id != child_id)
@@ -824,16 +1120,19 @@ class GraphThread(Table, tablename="graph_threads", schema=SCHEMA):
         return Readable(template="%s", columns=[cls.thread_id])
 
     # LangGraph's own thread id: every child row names it, so it is the key.
-    thread_id = Text(primary_key=True)
+    thread_id = Text(primary_key=True, help_text="LangGraph's thread id (not empty).")
     run_id = ForeignKey(
         references=FeatureRun,
         null=True,
         default=None,
         on_delete=OnDelete.cascade,
         on_update=OnUpdate.cascade,
+        help_text=(
+            "The feature run it belongs to; deleting the run deletes the thread. Empty when none."
+        ),
     )
-    agent_id = _refers_to(Agent, null=True)
-    created_at = _now()
+    agent_id = _refers_to(Agent, null=True, help_text="The agent it belongs to; empty when none.")
+    created_at = _now(help_text="When the thread was first saved (set on insert).")
 
     thread_id_not_empty = Check(thread_id != "")
 
@@ -853,12 +1152,13 @@ class GraphThread(Table, tablename="graph_threads", schema=SCHEMA):
     )
 
 
-def _thread_owned() -> ForeignKey:
+def _thread_owned(*, help_text: str) -> ForeignKey:
     return ForeignKey(
         references=GraphThread,
         null=False,
         on_delete=OnDelete.cascade,
         on_update=OnUpdate.cascade,
+        help_text=help_text,
     )
 
 
@@ -871,18 +1171,29 @@ class GraphCheckpoint(Table, tablename="graph_checkpoints", schema=SCHEMA):
     def get_readable(cls) -> Readable:
         return Readable(template="%s/%s", columns=[cls.thread_id, cls.checkpoint_id])
 
-    id = BigSerial(primary_key=True)
-    thread_id = _thread_owned()
-    checkpoint_ns = Text(default="")
-    checkpoint_id = Text()
-    parent_checkpoint_id = Text(null=True, default=None)
-    type = Text()
-    body = Bytea()
+    id = BigSerial(primary_key=True, help_text="Identity, in the order of saving.")
+    thread_id = _thread_owned(help_text="The thread; deleting it deletes the checkpoint.")
+    checkpoint_ns = Text(
+        default="", help_text="LangGraph's checkpoint namespace; empty for the root graph."
+    )
+    checkpoint_id = Text(help_text="LangGraph's checkpoint id; unique per thread and namespace.")
+    parent_checkpoint_id = Text(
+        null=True, default=None, help_text="The checkpoint this one follows; empty for the first."
+    )
+    type = Text(help_text="The serializer's type tag for the body.")
+    body = Bytea(
+        help_text="The checkpoint with its primitive channel values, serialized by LangGraph."
+    )
     # The blob-backed channels at this checkpoint and their versions, side by side.
-    channels = Array(base_column=Text())
-    versions = Array(base_column=Text())
-    metadata = JSONB()
-    created_at = _now()
+    channels = Array(
+        base_column=Text(),
+        help_text="The blob-backed channels at this checkpoint (beside versions).",
+    )
+    versions = Array(
+        base_column=Text(), help_text="The version of each channel in channels, in the same order."
+    )
+    metadata = JSONB(help_text="LangGraph's checkpoint metadata (JSON), searchable.")
+    created_at = _now(help_text="When it was saved (set on insert).")
 
     channels_versions_match = Check(Sql("cardinality({}) = cardinality({})", channels, versions))
     graph_checkpoints_thread_ns_id_key = Unique(["thread_id", "checkpoint_ns", "checkpoint_id"])
@@ -902,13 +1213,19 @@ class GraphBlob(Table, tablename="graph_blobs", schema=SCHEMA):
     LangGraph's serializer). A checkpoint whose channel did not change reuses the
     blob of the version it names: unchanged channels are not written again."""
 
-    id = BigSerial(primary_key=True)
-    thread_id = _thread_owned()
-    checkpoint_ns = Text(default="")
-    channel = Text()
-    version = Text()
-    type = Text()
-    blob = Bytea(null=True, default=None)
+    id = BigSerial(primary_key=True, help_text="Identity, in the order of saving.")
+    thread_id = _thread_owned(help_text="The thread; deleting it deletes the blob.")
+    checkpoint_ns = Text(
+        default="", help_text="LangGraph's checkpoint namespace; empty for the root graph."
+    )
+    channel = Text(help_text="The channel whose value this is.")
+    version = Text(help_text="The channel version; unique per thread, namespace and channel.")
+    type = Text(help_text="The serializer's type tag for the blob.")
+    blob = Bytea(
+        null=True,
+        default=None,
+        help_text="The value, serialized by LangGraph; empty for an empty channel.",
+    )
 
     graph_blobs_thread_ns_channel_version_key = Unique(
         ["thread_id", "checkpoint_ns", "channel", "version"]
@@ -920,16 +1237,18 @@ class GraphWrite(Table, tablename="graph_writes", schema=SCHEMA):
     (checkpoint, task_id, idx) so a retried put_writes stores it once. No foreign key
     to the checkpoint: LangGraph may save a step's writes before its checkpoint."""
 
-    id = BigSerial(primary_key=True)
-    thread_id = _thread_owned()
-    checkpoint_ns = Text(default="")
-    checkpoint_id = Text()
-    task_id = Text()
-    task_path = Text(default="")
-    idx = Integer(default=0)
-    channel = Text()
-    type = Text()
-    blob = Bytea()
+    id = BigSerial(primary_key=True, help_text="Identity, in the order of saving.")
+    thread_id = _thread_owned(help_text="The thread; deleting it deletes the write.")
+    checkpoint_ns = Text(
+        default="", help_text="LangGraph's checkpoint namespace; empty for the root graph."
+    )
+    checkpoint_id = Text(help_text="The checkpoint the write belongs to (may be saved before it).")
+    task_id = Text(help_text="The LangGraph task that wrote it.")
+    task_path = Text(default="", help_text="The task's path in the graph.")
+    idx = Integer(default=0, help_text="Position of the write within the task's writes.")
+    channel = Text(help_text="The channel written.")
+    type = Text(help_text="The serializer's type tag for the value.")
+    blob = Bytea(help_text="The value written, serialized by LangGraph.")
 
     graph_writes_checkpoint_task_idx_key = Unique(
         ["thread_id", "checkpoint_ns", "checkpoint_id", "task_id", "idx"]
@@ -944,10 +1263,10 @@ class SessionItem(Table, tablename="session_items", schema=SCHEMA):
     def get_readable(cls) -> Readable:
         return Readable(template="%s #%s", columns=[cls.session_id, cls.id])
 
-    id = BigSerial(primary_key=True)
-    session_id = Text()
-    item = JSONB()
-    created_at = _now()
+    id = BigSerial(primary_key=True, help_text="Identity: the conversation's order.")
+    session_id = Text(help_text="The Agents SDK session (not empty).")
+    item = JSONB(help_text="The item: a message, tool call or result (JSON).")
+    created_at = _now(help_text="When it was added (set on insert).")
 
     session_id_not_empty = Check(session_id != "")
 

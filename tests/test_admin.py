@@ -192,3 +192,23 @@ async def test_an_admin_edits_a_feature_run_and_the_request_column_round_trips(
     assert FastAPIWrapper.__dict__["modify_signature"].__func__.__module__ == (
         "piccolo_api.fastapi.endpoints"
     )
+
+
+async def test_the_admin_shows_each_columns_help_text(client: httpx.AsyncClient) -> None:
+    """piccolo-admin shows a column's ``help_text`` beside its field: the schema endpoint
+    of every listed table carries it for every column."""
+    from agent_app.tables import TABLES
+
+    by_name = {t._meta.tablename: t for t in TABLES}
+    assert (await login(client, *await user(admin=True))).status_code == 200
+    listed = [t for t in (await client.get("/api/tables/")).json() if t in by_name]
+    assert {"feature_runs", "budgets", "messages"} <= set(listed)
+    for tablename in listed:
+        schema = (await client.get(f"/api/tables/{tablename}/schema/")).json()
+        for column in by_name[tablename]._meta.columns:
+            if column._meta.primary_key:
+                continue  # not a form field
+            shown = schema["properties"][column._meta.name]["extra"]["help_text"]
+            assert shown == column._meta.help_text, (tablename, column._meta.name)
+    budget = (await client.get("/api/tables/budgets/schema/")).json()
+    assert "Kept by triggers only" in budget["properties"]["used"]["extra"]["help_text"]

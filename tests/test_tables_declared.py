@@ -80,3 +80,11 @@ async def test_checks_name_the_database_columns_and_postgres_enforces_them(
             await conn.execute(insert, *values)
         await sp.rollback()
         assert refused.value.constraint_name == rule, values
+
+
+@pytest.mark.parametrize("table", TABLES, ids=lambda t: t._meta.tablename)
+def test_every_column_tells_the_operator_what_it_holds(table: type[Table]) -> None:
+    for column in table._meta.columns:
+        text = column._meta.help_text or ""
+        name = f"{table._meta.tablename}.{column._meta.db_column_name}"
+        assert len(text) >= 10 and text.endswith("."), f"{name}: help_text {text!r}"
