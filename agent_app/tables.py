@@ -1,4 +1,6 @@
-"""The fifteen tables of the contract (``DATA_MODEL.md``), all in the schema ``agent``, the
+"""The fifteen tables of the contract (the data model the platforms share: its table,
+column and enum names are fixed; extra tables and columns are allowed), all in the schema
+``agent``, the
 budget reservations the books are kept from (``budget_reservations``), and the five tables
 of the framework integrations (LangGraph threads, checkpoints, blobs and writes; Agents SDK
 session items), which the contract leaves open.
@@ -22,9 +24,15 @@ What the database guarantees, whoever writes (ORM, raw SQL, the admin):
   checkpoints); deleting a sandbox that is in use or an agent that has
   children or history (messages, invocations) is refused.
 
+Each CHECK is written with the column objects (Piccolo's operators, and
+:mod:`agent_app.ddl`'s ``Sql``/``one_of``/``same_truth`` where Piccolo has none), so
+renaming a column attribute breaks the class at import rather than leaving a rule that
+names a column the code no longer has. Every column carries a ``help_text``, which the
+admin shows beside the field.
+
 Indexes that Piccolo cannot express are declared beside each table as
-``_indexes`` (see :mod:`agent_app.ddl`); triggers live in
-:mod:`agent_app.triggers`. Both reach the database through frozen raw
+``_indexes`` (see :mod:`agent_app.ddl`); triggers and their functions are declared
+in :mod:`agent_app.raw_schema`. Both reach the database through frozen raw
 migrations and are verified by ``piccolo agent_app schema_check``.
 """
 
