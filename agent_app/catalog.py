@@ -786,6 +786,13 @@ def _w_column(b: _Builder, old: Item | None, new: Item | None, schema: str) -> N
             b.add("alter columns", f"{alter} SET DEFAULT {z['default']}")
     if z["identity"] and not a["identity"]:
         b.add("alter columns", f"{alter} ADD GENERATED {z['identity']} AS IDENTITY")
+        # A new identity starts at 1: continue after the ids already used.
+        b.add(
+            "alter columns",
+            f"SELECT pg_catalog.setval(pg_catalog.pg_get_serial_sequence("
+            f"{literal(t)}, {literal(new.ref['name'])}), "
+            f"coalesce((SELECT max({c}) FROM {t}), 0) + 1, false)",
+        )
     elif z["identity"] and a["identity"] != z["identity"]:
         b.add("alter columns", f"{alter} SET GENERATED {z['identity']}")
     if a["not null"] != z["not null"]:

@@ -226,7 +226,7 @@ async def pending_migrations(conn: asyncpg.Connection) -> list[str]:
     from piccolo.conf.apps import Finder
 
     app_config = Finder().get_app_config(APP_NAME)
-    ids = set(BaseMigrationManager().get_migration_modules(app_config.migrations_folder_path))
+    ids = set(BaseMigrationManager().get_migration_modules(str(app_config.migrations_folder_path)))
     exists = await conn.fetchval("SELECT to_regclass('public.migration') IS NOT NULL")
     done: set[str] = set()
     if exists:
