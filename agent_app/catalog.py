@@ -1041,3 +1041,100 @@ _WRITERS = {
     "type": _w_type,
     "object": _w_object,
 }
+
+
+# --------------------------------------------------------------------------- #
+# Definitions as PostgreSQL prints them after a round trip
+# --------------------------------------------------------------------------- #
+
+_PROBE = "agent_app_schema_check_probe"
+
+
+async def canonicalise(
+    snap: Snapshot, sandbox: asyncpg.Connection, cache: dict[tuple[str, str], str] | None = None
+) -> Snapshot:
+    """``snap`` with each CHECK constraint's, index's and trigger's definition replaced
+    by what PostgreSQL prints once that printed definition is run again.
+
+    PostgreSQL does not always print what it parses back to the same text (``status IN
+    ('a', 'b')`` on a varchar prints as ``= ANY ((ARRAY[...])::text[])``, which prints
+    as ``= ANY (ARRAY[(...)::text, ...])`` once re-run): a database fixed with printed
+    SQL must not read as different. The round trip runs on ``sandbox`` (a scratch
+    database with the same tables) inside a transaction that is rolled back."""
+    cache = {} if cache is None else cache
+    out: Snapshot = {}
+    tx = sandbox.transaction()
+    await tx.start()
+    try:
+        await sandbox.execute("SET LOCAL search_path = ''")
+        for key, item in snap.items():
+            definition = item.attrs.get("definition")
+            probe = _probe_sql(item)
+            if probe is None or not isinstance(definition, str):
+                out[key] = item
+                continue
+            ck = (item.kind, definition)
+            if ck not in cache:
+                cache[ck] = await _round_trip(sandbox, item, definition, probe)
+            out[key] = Item(item.kind, item.name, {**item.attrs, "definition": cache[ck]}, item.ref)
+    finally:
+        await tx.rollback()
+    return out
+
+
+def _probe_sql(item: Item) -> tuple[str, str] | None:
+    """(SQL creating a probe copy of ``item`` on the sandbox, query reading it back)."""
+    schema_table = qualified(item.ref.get("table", ""))
+    if item.kind == "constraint" and item.ref["contype"] == "c":
+        definition = item.attrs["definition"]
+        body = definition.removesuffix(" NOT VALID")
+        return (
+            f"ALTER TABLE {schema_table} ADD CONSTRAINT {ident(_PROBE)} {body} NOT VALID",
+            "SELECT pg_catalog.pg_get_constraintdef(oid) FROM pg_catalog.pg_constraint "
+            f"WHERE conname = {literal(_PROBE)}",
+        )
+    if item.kind in ("index", "trigger"):
+        return ("", "")
+    return None
+
+
+async def _round_trip(
+    sandbox: asyncpg.Connection, item: Item, definition: str, probe: tuple[str, str]
+) -> str:
+    quoted = await sandbox.fetchval("SELECT pg_catalog.quote_ident($1)", item.ref["name"])
+    try:
+        async with sandbox.transaction():
+            if item.kind == "constraint":
+                await sandbox.execute(probe[0])
+                again: str = await sandbox.fetchval(probe[1])
+                if not definition.endswith(" NOT VALID"):
+                    again = again.removesuffix(" NOT VALID")
+            else:
+                head = definition.split(f" {quoted} ", 1)
+                if len(head) != 2:
+                    return definition
+                await sandbox.execute(f"{head[0]} {ident(_PROBE)} {head[1]}")
+                if item.kind == "index":
+                    again = await sandbox.fetchval(
+                        "SELECT pg_catalog.pg_get_indexdef(c.oid) FROM pg_catalog.pg_class c "
+                        "WHERE c.relname = $1 AND c.relnamespace = $2::regnamespace",
+                        _PROBE,
+                        SCHEMA,
+                    )
+                else:
+                    again = await sandbox.fetchval(
+                        "SELECT pg_catalog.pg_get_triggerdef(oid) FROM pg_catalog.pg_trigger "
+                        "WHERE tgname = $1",
+                        _PROBE,
+                    )
+                again = again.replace(f" {_PROBE} ", f" {quoted} ", 1)
+            raise _Undo(again)
+    except _Undo as done:
+        return done.value
+    except asyncpg.PostgresError:
+        return definition  # not reproducible here (its table is not in the sandbox)
+
+
+class _Undo(Exception):
+    def __init__(self, value: str) -> None:
+        self.value = value

@@ -39,7 +39,17 @@ from typing import Any
 import asyncpg
 from piccolo.table import Table, sort_table_classes
 
-from agent_app.catalog import SCHEMA, Difference, Plan, Snapshot, diff, ident, plan, snapshot
+from agent_app.catalog import (
+    SCHEMA,
+    Difference,
+    Plan,
+    Snapshot,
+    canonicalise,
+    diff,
+    ident,
+    plan,
+    snapshot,
+)
 
 SCRATCH_PREFIX = "agent_app_check_"
 APP_NAME = "agent_app"
@@ -180,12 +190,26 @@ async def read(config: dict[str, Any]) -> Snapshot:
 
 @dataclass
 class Scratch:
-    """The two scratch databases and their snapshots."""
+    """The two scratch databases and their snapshots (definitions canonicalised, see
+    :func:`agent_app.catalog.canonicalise`, on the migrations database)."""
 
     migrations_config: dict[str, Any]
     code_config: dict[str, Any]
     migrations: Snapshot
     code: Snapshot
+    cache: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    async def observe(self, conn: asyncpg.Connection) -> Snapshot:
+        """The snapshot of the database ``conn`` is connected to, comparable with
+        :attr:`migrations` and :attr:`code`. Reads only."""
+        return await self.canonical(await snapshot(conn))
+
+    async def canonical(self, snap: Snapshot) -> Snapshot:
+        sandbox = await asyncpg.connect(**self.migrations_config)
+        try:
+            return await canonicalise(snap, sandbox, self.cache)
+        finally:
+            await sandbox.close()
 
 
 @contextlib.asynccontextmanager
@@ -199,7 +223,10 @@ async def scratch_pair(
     async with scratch_database(config) as mig, scratch_database(config) as code:
         await asyncio.gather(migrate(mig), build_from_code(code, statements))
         mig_snap, code_snap = await asyncio.gather(read(mig), read(code))
-        yield Scratch(mig, code, mig_snap, code_snap)
+        scratch = Scratch(mig, code, mig_snap, code_snap)
+        scratch.migrations = await scratch.canonical(mig_snap)
+        scratch.code = await scratch.canonical(code_snap)
+        yield scratch
 
 
 # --------------------------------------------------------------------------- #
@@ -305,13 +332,14 @@ def _indent(text: str) -> str:
     return "\n".join([f"  - {first}", *(f"  {line}" for line in rest)])
 
 
-async def live_drift(
-    conn: asyncpg.Connection, migrations: Snapshot
-) -> tuple[list[Difference], Plan]:
+async def live_drift(conn: asyncpg.Connection, scratch: Scratch) -> tuple[list[Difference], Plan]:
     """The live database's differences from the migrations' snapshot, and the SQL that
     would remove them. Reads only."""
-    live = await snapshot(conn)
-    return diff(migrations, live, "migrations", "live database"), plan(live, migrations)
+    live = await scratch.observe(conn)
+    return (
+        diff(scratch.migrations, live, "migrations", "live database"),
+        plan(live, scratch.migrations),
+    )
 
 
 async def check(
@@ -328,7 +356,7 @@ async def check(
         if live:
             conn = await asyncpg.connect(**config)
             try:
-                report.live, report.live_fix = await live_drift(conn, scratch.migrations)
+                report.live, report.live_fix = await live_drift(conn, scratch)
                 if report.live:
                     report.pending = await pending_migrations(conn)
             finally:
@@ -382,7 +410,7 @@ async def next_migration(scratch: Scratch) -> NextMigration | None:
                     raise MigrationRefused(
                         f"not written - its {label} failed on a scratch database: {e}"
                     ) from None
-                left = diff(want, await snapshot(conn), "expected", f"after {label}")
+                left = diff(want, await scratch.observe(conn), "expected", f"after {label}")
                 if left:
                     raise MigrationRefused(
                         f"not written - after its {label} a scratch database still differs:\n"

@@ -62,7 +62,7 @@ async def schema_check(
 
             conn = await asyncpg.connect(**config)
             try:
-                report.live, report.live_fix = await sc.live_drift(conn, scratch.migrations)
+                report.live, report.live_fix = await sc.live_drift(conn, scratch)
                 if report.live:
                     report.pending = await sc.pending_migrations(conn)
             finally:
