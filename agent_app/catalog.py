@@ -520,6 +520,11 @@ class Difference:
                         lineterm="",
                     )
                 ]
+            elif isinstance(old, str) and isinstance(new, str) and max(len(old), len(new)) > 120:
+                a, z = _around_difference(old, new)
+                lines.append(f"      {key}:")
+                lines.append(f"        in the {self.expected_label}: {a}")
+                lines.append(f"        in the {self.actual_label}: {z}")
             else:
                 lines.append(
                     f"      {key}: {_show(old)} in the {self.expected_label}, "
@@ -529,11 +534,24 @@ class Difference:
 
 
 def _show(value: Any) -> str:
-    if value is None:
-        return "none"
-    if isinstance(value, str):
-        return repr(value) if len(value) < 200 else repr(value[:200] + "...")
-    return repr(value)
+    return "none" if value is None else repr(value)
+
+
+def _around_difference(old: str, new: str, context: int = 40) -> tuple[str, str]:
+    """The part of two long strings where they differ, with some context either side."""
+    start = 0
+    while start < min(len(old), len(new)) and old[start] == new[start]:
+        start += 1
+    end = 0
+    while end < min(len(old), len(new)) - start and old[-1 - end] == new[-1 - end]:
+        end += 1
+    begin = max(0, start - context)
+
+    def cut(text: str) -> str:
+        stop = min(len(text), len(text) - end + context)
+        return ("..." if begin else "") + text[begin:stop] + ("..." if stop < len(text) else "")
+
+    return cut(old), cut(new)
 
 
 def _describe(item: Item) -> str:

@@ -119,7 +119,7 @@ DRIFTS = [
     ("row level security enabled", "ALTER TABLE agent.budgets ENABLE ROW LEVEL SECURITY", "table", "budgets", "row level security"),
     ("row level security forced", "ALTER TABLE agent.budgets FORCE ROW LEVEL SECURITY", "table", "budgets", "forced row level security"),
     ("policy", "CREATE POLICY mine ON agent.budgets USING (agent_id IS NOT NULL)", "policy", "budgets.mine", "not in the migrations"),
-    ("table comment changed", "COMMENT ON TABLE agent.budgets IS 'money'", "table", "budgets", "'money' in the live database"),
+    ("table comment changed", "COMMENT ON TABLE agent.budgets IS 'money'", "table", "budgets", "in the live database: money"),
     ("column comment", "COMMENT ON COLUMN agent.budgets.used IS 'spent'", "column", "budgets.used", "comment"),
     ("function comment", "COMMENT ON FUNCTION agent.raise_rule(text, text) IS 'x'", "function", "raise_rule(rule text, message text)", "comment"),
     ("rule", "CREATE RULE quiet AS ON DELETE TO agent.tool_calls DO INSTEAD NOTHING", "rule", "tool_calls.quiet", "not in the migrations"),
