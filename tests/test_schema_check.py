@@ -432,12 +432,23 @@ async def test_cli_exits_1_with_a_report_then_0_once_fixed(scratch_url: str) -> 
     assert piccolo(scratch_url, "agent_app", "schema_check").returncode == 0
 
 
-@pytest.mark.parametrize("spelling", ["--write-migration", "--write_migration"])
-async def test_cli_write_migration_both_spellings(scratch_url: str, spelling: str) -> None:
+async def test_cli_write_migration_writes_nothing_when_code_and_migrations_agree(
+    scratch_url: str,
+) -> None:
     piccolo(scratch_url, "migrations", "forwards", "all")
-    result = piccolo(scratch_url, "agent_app", "schema_check", spelling, "--live=false")
+    result = piccolo(scratch_url, "agent_app", "schema_check", "--write-migration", "--live=false")
     assert "no migration written: the code and the migration files agree" in result.stdout
     assert result.returncode == 0
+
+
+@pytest.mark.parametrize("spelling", ["write-migration", "write_migration"])
+def test_both_spellings_of_write_migration(spelling: str) -> None:
+    from agent_app.commands.schema_check import parse_options
+
+    assert parse_options(False, "", True, {spelling: True}) == (True, "", True)
+    assert parse_options(False, "", True, {"live": "false"}) == (False, "", False)
+    with pytest.raises(ValueError, match="unknown option --write-migrations"):
+        parse_options(False, "", True, {"write-migrations": True})
 
 
 async def test_cli_refuses_an_unknown_option(scratch_url: str) -> None:

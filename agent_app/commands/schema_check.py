@@ -2,14 +2,34 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 #: Options the command takes; ``-`` and ``_`` are the same letter in their names.
 OPTIONS = ("write_migration", "description", "live")
 
 
-def _fail(message: str) -> None:
+def _truth(value: Any) -> bool:
+    return value is True or str(value).lower() in ("true", "t", "1", "yes")
+
+
+def parse_options(
+    write_migration: Any, description: Any, live: Any, options: dict[str, Any]
+) -> tuple[bool, str, bool]:
+    """The command's options, whichever spelling (``--write-migration`` or
+    ``--write_migration``) was used; ValueError names an unknown one."""
+    values = {"write_migration": write_migration, "description": description, "live": live}
+    for name, value in options.items():
+        key = name.replace("-", "_")
+        if key not in OPTIONS:
+            known = ", ".join(f"--{o.replace('_', '-')}" for o in OPTIONS)
+            raise ValueError(f"unknown option --{name} (schema_check takes {known})")
+        values[key] = value
+    return _truth(values["write_migration"]), str(values["description"]), _truth(values["live"])
+
+
+def _fail(message: str) -> NoReturn:
     print(f"schema_check: {message}", file=sys.stderr, flush=True)
     sys.exit(2)
 
@@ -36,26 +56,22 @@ async def schema_check(
     :param live:
         Compare the live database too (--live=false: code and migrations only).
     """
-    for name, value in options.items():
-        key = name.replace("-", "_")
-        if key not in OPTIONS:
-            known = ", ".join(f"--{o.replace('_', '-')}" for o in OPTIONS)
-            _fail(f"unknown option --{name} (schema_check takes {known})")
-        if key == "write_migration":
-            write_migration = value is True or str(value).lower() in ("true", "t", "1", "yes")
-        elif key == "live":
-            live = value is True or str(value).lower() in ("true", "t", "1", "yes")
-        else:
-            description = str(value)
-    if isinstance(live, str):
-        live = live.lower() in ("true", "t", "1", "yes")
+    try:
+        write_migration, description, live = parse_options(
+            write_migration, description, live, options
+        )
+    except ValueError as e:
+        _fail(str(e))
 
     from agent_app import schema_check as sc
 
     config = sc.live_config()
-    report = sc.Report(piccolo=await sc.piccolo_drift())
+    # Piccolo's differ is CPU-bound: it runs beside the scratch databases being built.
+    piccolo_drift = asyncio.create_task(asyncio.to_thread(asyncio.run, sc.piccolo_drift()))
+    report = sc.Report()
     written = None
     async with sc.scratch_pair(config) as scratch:
+        report.piccolo = await piccolo_drift
         report.code = sc.diff(scratch.migrations, scratch.code, "migrations", "code")
         if live:
             import asyncpg
