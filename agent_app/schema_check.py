@@ -1,593 +1,452 @@
-"""Compare the code, the migration files and the live database.
+"""Compare the code, the migration files and the live database, over the whole catalog.
 
-Two questions, each answered with a list of :class:`Drift`:
+Three databases are compared with one differ (:mod:`agent_app.catalog`):
 
-* :func:`migration_drift` - do the Table classes say something the migration
-  files do not (a change nobody ran ``piccolo migrations new agent_app --auto``
-  for)? Answered by Piccolo's own auto-migration differ, without a database.
-* :func:`database_drift` - does the live database differ from the code?
-  Tables, columns (type, nullability), every CHECK and UNIQUE (enum CHECKs
-  compared value by value with the Python enum), foreign keys and their delete
-  behaviour, declared indexes, trigger functions and triggers, the messages
-  identity and table comments.
+* **migrations**: a scratch database built by running agent_app's migration files
+  (``piccolo migrations forwards agent_app``, in a subprocess with a configuration
+  of its own that points at the scratch database and nothing else);
+* **code**: a scratch database built from the code: the Table classes' own
+  ``CREATE TABLE`` DDL (with Piccolo's ``index=True`` indexes and constraints), then
+  :func:`agent_app.raw_schema.forwards_statements`;
+* **live**: the database ``piccolo_conf.py`` points at (read only).
 
-Definitions are compared the way PostgreSQL itself prints them: the expected
-objects are created on empty temporary copies of the tables inside a
-transaction that is always rolled back, and ``pg_get_*def`` of both sides is
-compared. Nothing in the database is changed.
+Code against migrations answers "does the code say something no migration says
+yet?"; live against migrations answers "has someone changed the database by hand, or
+not run the migrations?". Scratch databases are created on the live database's
+server (``CREATE DATABASE`` with a random name, so the role needs CREATEDB) and
+dropped afterwards, whatever happens.
+
+:func:`write_migration` writes the next raw migration from the code against the
+migrations - never from a live database - and proves it on a scratch database
+before saving it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
-import re
+import json
+import os
+import secrets
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
-from enum import Enum
+from pathlib import Path
+from typing import Any
 
 import asyncpg
-from piccolo.columns import Column, ForeignKey
-from piccolo.columns.base import OnDelete
-from piccolo.constraints import Check
-from piccolo.table import Table
+from piccolo.table import Table, sort_table_classes
 
-from agent_app.ddl import (
+from agent_app.catalog import (
     SCHEMA,
-    comment_sql,
-    enum_condition,
-    storage_reset_sql,
-    storage_sql,
-    table_comment,
-    table_indexes,
-    table_storage,
+    Difference,
+    Plan,
+    Snapshot,
+    canonicalise,
+    diff,
+    ident,
+    plan,
+    snapshot,
 )
-from agent_app.raw_schema import CONSTRAINTS, FUNCTIONS, MESSAGES_IDENTITY, TRIGGERS
-from agent_app.tables import TABLES
+
+SCRATCH_PREFIX = "agent_app_check_"
+APP_NAME = "agent_app"
+
+_SCRATCH_CONF = '''"""The piccolo_conf of a schema_check scratch database: agent_app only."""
+import json
+import os
+
+from piccolo.conf.apps import AppRegistry
+from piccolo.engine.postgres import PostgresEngine
+
+DB = PostgresEngine(config=json.loads(os.environ["AGENT_APP_SCRATCH_CONFIG"]))
+APP_REGISTRY = AppRegistry(apps=["agent_app.piccolo_app"])
+'''
+
+
+class SchemaCheckError(Exception):
+    """The check could not be made (a scratch database failed to build)."""
+
+
+def live_config() -> dict[str, Any]:
+    """Connection arguments of the database ``piccolo_conf.py`` points at."""
+    from agent_app import db
+
+    return db.connect_kwargs()
+
+
+# --------------------------------------------------------------------------- #
+# Scratch databases
+# --------------------------------------------------------------------------- #
+
+
+async def _admin(config: dict[str, Any], sql: str) -> None:
+    conn = await asyncpg.connect(**config)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@contextlib.asynccontextmanager
+async def scratch_database(
+    config: dict[str, Any], template: str | None = None
+) -> AsyncIterator[dict[str, Any]]:
+    """A new empty database on the server of ``config`` (a copy of ``template`` if
+    given), yielding its connection arguments; dropped on exit."""
+    name = SCRATCH_PREFIX + secrets.token_hex(6)
+    copy = f" TEMPLATE {ident(template)}" if template else ""
+    await _admin(config, f"CREATE DATABASE {ident(name)}{copy}")
+    try:
+        yield {**config, "database": name}
+    finally:
+        await _admin(config, f"DROP DATABASE IF EXISTS {ident(name)} WITH (FORCE)")
+
+
+async def migrate(config: dict[str, Any]) -> None:
+    """Run agent_app's migration files forwards on the database of ``config``.
+
+    Runs ``piccolo migrations forwards agent_app`` in a subprocess whose
+    ``piccolo_conf`` is written here and knows only that database, so the caller's
+    own configuration (which may point at production) is never consulted."""
+    try:
+        config_json = json.dumps(config)
+    except TypeError as e:
+        raise SchemaCheckError(f"the engine's config cannot be passed on: {e}") from None
+    with tempfile.TemporaryDirectory(prefix="agent_app_check_") as folder:
+        Path(folder, "agent_app_scratch_conf.py").write_text(_SCRATCH_CONF)
+        path = os.pathsep.join(p for p in (folder, os.environ.get("PYTHONPATH", "")) if p)
+        env = {
+            **os.environ,
+            "PICCOLO_CONF": "agent_app_scratch_conf",
+            "PYTHONPATH": path,
+            "AGENT_APP_SCRATCH_CONFIG": config_json,
+        }
+        env.pop("DATABASE_URL", None)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "piccolo.main",
+            "migrations",
+            "forwards",
+            APP_NAME,
+            env=env,
+            cwd=folder,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await proc.communicate()
+    if proc.returncode != 0:
+        raise SchemaCheckError(
+            "the migration files failed on a scratch database:\n" + out.decode(errors="replace")
+        )
+
+
+def code_statements(
+    tables: Iterable[type[Table]] | None = None, raw: Sequence[str] | None = None
+) -> list[str]:
+    """The DDL the code declares: each Table's ``CREATE TABLE`` (constraints and
+    ``index=True`` indexes included) in dependency order, then the raw objects."""
+    if tables is None:
+        from agent_app.tables import TABLES
+
+        tables = TABLES
+    if raw is None:
+        from agent_app.raw_schema import forwards_statements
+
+        raw = forwards_statements()
+    statements: list[str] = []
+    for table in sort_table_classes(list(tables)):
+        statements += table.create_table().ddl
+    return statements + list(raw)
+
+
+async def build_from_code(config: dict[str, Any], statements: Sequence[str]) -> None:
+    """Run ``statements`` (see :func:`code_statements`) on the database of ``config``."""
+    conn = await asyncpg.connect(**config)
+    try:
+        async with conn.transaction():
+            for statement in statements:
+                try:
+                    await conn.execute(statement)
+                except asyncpg.PostgresError as e:
+                    raise SchemaCheckError(
+                        f"the code's schema does not build: {e}\n  in: {statement}"
+                    ) from None
+    finally:
+        await conn.close()
+
+
+async def read(config: dict[str, Any]) -> Snapshot:
+    """The catalog snapshot of schema ``agent`` in the database of ``config``."""
+    conn = await asyncpg.connect(**config)
+    try:
+        return await snapshot(conn)
+    finally:
+        await conn.close()
 
 
 @dataclass
-class Drift:
-    """One difference. ``fix`` holds SQL statements that would remove it (may be empty)."""
+class Scratch:
+    """The two scratch databases and their snapshots (definitions canonicalised, see
+    :func:`agent_app.catalog.canonicalise`, on the migrations database)."""
 
-    kind: str
-    subject: str
-    detail: str
-    fix: list[str] = field(default_factory=list)
+    migrations_config: dict[str, Any]
+    code_config: dict[str, Any]
+    migrations: Snapshot
+    code: Snapshot
+    cache: dict[tuple[str, str], str] = field(default_factory=dict)
 
-    def __str__(self) -> str:
-        return f"[{self.kind}] {self.subject}: {self.detail}"
+    async def observe(self, conn: asyncpg.Connection) -> Snapshot:
+        """The snapshot of the database ``conn`` is connected to, comparable with
+        :attr:`migrations` and :attr:`code`. Reads only."""
+        return await self.canonical(await snapshot(conn))
+
+    async def canonical(self, snap: Snapshot) -> Snapshot:
+        sandbox = await asyncpg.connect(**self.migrations_config)
+        try:
+            return await canonicalise(snap, sandbox, self.cache)
+        finally:
+            await sandbox.close()
+
+
+@contextlib.asynccontextmanager
+async def scratch_pair(
+    config: dict[str, Any], statements: Sequence[str] | None = None
+) -> AsyncIterator[Scratch]:
+    """Build the migrations and the code scratch databases side by side (``statements``
+    defaults to :func:`code_statements`), read both; both are dropped on exit."""
+    if statements is None:
+        statements = code_statements()
+    async with scratch_database(config) as mig, scratch_database(config) as code:
+        await asyncio.gather(migrate(mig), build_from_code(code, statements))
+        mig_snap, code_snap = await asyncio.gather(read(mig), read(code))
+        scratch = Scratch(mig, code, mig_snap, code_snap)
+        scratch.migrations = await scratch.canonical(mig_snap)
+        scratch.code = await scratch.canonical(code_snap)
+        yield scratch
 
 
 # --------------------------------------------------------------------------- #
-# (a) Table classes against migration files
+# The report
 # --------------------------------------------------------------------------- #
 
 
-async def migration_drift(app_name: str = "agent_app") -> list[Drift]:
-    """What an ``--auto`` migration would contain now; empty when code and migrations agree."""
+async def piccolo_drift(app_name: str = APP_NAME) -> list[str]:
+    """What ``piccolo migrations new <app> --auto`` would write now (Piccolo's own,
+    name-only differ of Table classes against migration files): empty when it would
+    write nothing."""
     from piccolo.apps.migrations.commands.new import AutoMigrationManager
     from piccolo.conf.apps import Finder
 
     app_config = Finder().get_app_config(app_name)
     with contextlib.redirect_stdout(io.StringIO()):
         alter = await AutoMigrationManager(auto_input="n").get_alter_statements(app_config)
-    drifts = []
-    for group in alter:
-        for statement in group.statements:
-            drifts.append(
-                Drift(
-                    "migrations",
-                    app_name,
-                    "the Table classes differ from the migration files; run "
-                    f"`piccolo migrations new {app_name} --auto`:\n      {statement}",
-                )
+    return [str(s) for group in alter for s in group.statements]
+
+
+async def pending_migrations(conn: asyncpg.Connection) -> list[str]:
+    """agent_app's migration files not recorded as run in the live database."""
+    from piccolo.apps.migrations.commands.base import BaseMigrationManager
+    from piccolo.conf.apps import Finder
+
+    app_config = Finder().get_app_config(APP_NAME)
+    ids = set(BaseMigrationManager().get_migration_modules(str(app_config.migrations_folder_path)))
+    exists = await conn.fetchval("SELECT to_regclass('public.migration') IS NOT NULL")
+    done: set[str] = set()
+    if exists:
+        done = {
+            r["name"]
+            for r in await conn.fetch(
+                "SELECT name FROM public.migration WHERE app_name = $1", APP_NAME
             )
-    return drifts
+        }
+    return sorted(ids - done)
+
+
+@dataclass
+class Report:
+    """What ``schema_check`` found. ``code`` and ``live`` are differences against the
+    migrations; ``live_fix`` the SQL that would bring the live database back to them."""
+
+    code: list[Difference] = field(default_factory=list)
+    piccolo: list[str] = field(default_factory=list)
+    live: list[Difference] | None = None
+    live_fix: Plan | None = None
+    pending: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.code or self.piccolo or self.live)
+
+    def render(self) -> str:
+        if self.ok:
+            where = ", the live database" if self.live is not None else ""
+            return f"schema_check: no drift (code{where} and migrations agree)."
+        n = len(self.code) + len(self.live or [])
+        lines = [f"schema_check: {n} difference(s) found", ""]
+        if self.code or self.piccolo:
+            lines.append(
+                "The code differs from the migration files (a scratch database built from "
+                "the Table classes and raw_schema against one built from the migrations):"
+            )
+            lines += [_indent(str(d)) for d in self.code]
+            if self.piccolo:
+                lines += [
+                    "",
+                    "  Piccolo's auto-migration differ sees changes to the Table classes; run "
+                    f"`piccolo migrations new {APP_NAME} --auto` for them first:",
+                ]
+                lines += [f"      {s}" for s in self.piccolo]
+            lines += [
+                "",
+                "  `piccolo agent_app schema_check --write-migration` writes the migration "
+                "for what remains (from the code, proven on a scratch database).",
+                "",
+            ]
+        if self.live:
+            lines.append("The live database differs from the migration files:")
+            if self.pending:
+                lines.append(
+                    f"  ({len(self.pending)} migration(s) not yet run there: "
+                    "`piccolo migrations forwards agent_app`)"
+                )
+            lines += [_indent(str(d)) for d in self.live]
+            if self.live_fix and self.live_fix.statements:
+                lines += [
+                    "",
+                    "  SQL that would bring the live database back to the migrations' state "
+                    "(review it; it is never frozen into a migration):",
+                    "",
+                ]
+                lines += [f"    {s};" for s in self.live_fix.statements]
+            for note in self.live_fix.manual if self.live_fix else []:
+                lines.append(f"  by hand: {note}")
+        return "\n".join(lines).rstrip()
+
+
+def _indent(text: str) -> str:
+    first, *rest = text.splitlines()
+    return "\n".join([f"  - {first}", *(f"  {line}" for line in rest)])
+
+
+async def live_drift(conn: asyncpg.Connection, scratch: Scratch) -> tuple[list[Difference], Plan]:
+    """The live database's differences from the migrations' snapshot, and the SQL that
+    would remove them. Reads only."""
+    live = await scratch.observe(conn)
+    return (
+        diff(scratch.migrations, live, "migrations", "live database"),
+        plan(live, scratch.migrations),
+    )
+
+
+async def check(
+    config: dict[str, Any] | None = None,
+    statements: Sequence[str] | None = None,
+    live: bool = True,
+) -> Report:
+    """Compare code, migrations and (with ``live``) the database of ``config``
+    (default: ``piccolo_conf.py``'s)."""
+    config = config or live_config()
+    report = Report(piccolo=await piccolo_drift())
+    async with scratch_pair(config, statements) as scratch:
+        report.code = diff(scratch.migrations, scratch.code, "migrations", "code")
+        if live:
+            conn = await asyncpg.connect(**config)
+            try:
+                report.live, report.live_fix = await live_drift(conn, scratch)
+                if report.live:
+                    report.pending = await pending_migrations(conn)
+            finally:
+                await conn.close()
+    return report
 
 
 # --------------------------------------------------------------------------- #
-# (b) live database against the code
+# The next migration
 # --------------------------------------------------------------------------- #
 
-_ON_DELETE = {
-    OnDelete.cascade: "c",
-    OnDelete.no_action: "a",
-    OnDelete.restrict: "r",
-    OnDelete.set_null: "n",
-    OnDelete.set_default: "d",
-}
+
+class MigrationRefused(Exception):
+    """No migration was written; the message says why and what to do instead."""
 
 
-def _q(table: type[Table]) -> str:
-    return f"{SCHEMA}.{table._meta.tablename}"
+@dataclass
+class NextMigration:
+    forwards: list[str]
+    backwards: list[str]
 
 
-def _probe_name(table: type[Table]) -> str:
-    return f"_expect_{table._meta.tablename}"
-
-
-def _normalise(sql: str) -> str:
-    return re.sub(r"\s+", "", sql).lower()
-
-
-def _index_tail(indexdef: str) -> str:
-    """``CREATE INDEX n ON t USING btree (a) WHERE p`` -> ``USING btree (a) WHERE p``."""
-    unique = "UNIQUE " if indexdef.startswith("CREATE UNIQUE") else ""
-    return unique + indexdef[indexdef.index(" USING ") + 1 :]
-
-
-def _trigger_tail(triggerdef: str) -> str:
-    return re.sub(r" ON \S+ ", " ON <table> ", triggerdef)
-
-
-def _enum_of(table: type[Table], column: Column) -> type[Enum] | None:
-    choices = column._meta.choices
-    return choices if isinstance(choices, type) and issubclass(choices, Enum) else None
-
-
-def _literals(definition: str) -> set[str]:
-    return {m.replace("''", "'") for m in re.findall(r"'((?:[^']|'')*)'", definition)}
-
-
-class _Catalog:
-    """The live catalog of the schema, read once."""
-
-    def __init__(self) -> None:
-        self.tables: dict[str, int] = {}
-        self.columns: dict[str, dict[str, tuple[str, bool, str]]] = {}
-        self.constraints: dict[tuple[str, str], tuple[str, str, str | None]] = {}
-        self.indexes: dict[str, tuple[str, str, bool]] = {}
-        self.triggers: dict[tuple[str, str], str] = {}
-        self.functions: dict[str, str] = {}
-        self.function_config: dict[str, list[str]] = {}
-        self.comments: dict[str, str | None] = {}
-        self.storage: dict[str, dict[str, str]] = {}
-
-    async def load(self, conn: asyncpg.Connection) -> None:
-        for r in await conn.fetch(
-            """SELECT c.relname, c.oid, obj_description(c.oid, 'pg_class') AS comment,
-                      coalesce(c.reloptions, '{}') AS reloptions
-                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                WHERE n.nspname = $1 AND c.relkind IN ('r', 'p')""",
-            SCHEMA,
-        ):
-            self.tables[r["relname"]] = r["oid"]
-            self.comments[r["relname"]] = r["comment"]
-            self.storage[r["relname"]] = dict(o.split("=", 1) for o in r["reloptions"])
-            self.columns[r["relname"]] = {}
-        for r in await conn.fetch(
-            """SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod) AS type,
-                      a.attnotnull, a.attidentity::text AS attidentity
-                 FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
-                 JOIN pg_namespace n ON n.oid = c.relnamespace
-                WHERE n.nspname = $1 AND c.relkind IN ('r', 'p')
-                  AND a.attnum > 0 AND NOT a.attisdropped""",
-            SCHEMA,
-        ):
-            self.columns[r["relname"]][r["attname"]] = (
-                r["type"],
-                not r["attnotnull"],
-                r["attidentity"],
-            )
-        for r in await conn.fetch(
-            """SELECT c.relname, k.conname, k.contype::text AS contype,
-                      pg_get_constraintdef(k.oid) AS def,
-                      k.confdeltype::text AS confdeltype, f.relname AS ref
-                 FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid
-                 JOIN pg_namespace n ON n.oid = c.relnamespace
-                 LEFT JOIN pg_class f ON f.oid = k.confrelid
-                WHERE n.nspname = $1
-                  -- PostgreSQL 18 lists NOT NULL as constraints; nullability is compared
-                  -- through the columns instead.
-                  AND k.contype <> 'n'""",
-            SCHEMA,
-        ):
-            self.constraints[(r["relname"], r["conname"])] = (
-                r["def"],
-                r["confdeltype"] if r["contype"] == "f" else r["contype"],
-                r["ref"],
-            )
-        for r in await conn.fetch(
-            """SELECT i.relname AS name, t.relname AS table, pg_get_indexdef(i.oid) AS def,
-                      EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.oid) AS backs
-                 FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
-                 JOIN pg_class t ON t.oid = x.indrelid
-                 JOIN pg_namespace n ON n.oid = t.relnamespace
-                WHERE n.nspname = $1""",
-            SCHEMA,
-        ):
-            self.indexes[r["name"]] = (r["table"], r["def"], r["backs"])
-        for r in await conn.fetch(
-            """SELECT c.relname, t.tgname, pg_get_triggerdef(t.oid) AS def
-                 FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
-                 JOIN pg_namespace n ON n.oid = c.relnamespace
-                WHERE n.nspname = $1 AND NOT t.tgisinternal""",
-            SCHEMA,
-        ):
-            self.triggers[(r["relname"], r["tgname"])] = r["def"]
-        for r in await conn.fetch(
-            """SELECT p.proname, p.prosrc, coalesce(p.proconfig, '{}') AS config FROM pg_proc p
-                 JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = $1""",
-            SCHEMA,
-        ):
-            self.functions[r["proname"]] = r["prosrc"]
-            self.function_config[r["proname"]] = list(r["config"])
-
-
-async def _probe(conn: asyncpg.Connection, table: type[Table]) -> None:
-    """An empty temporary table with the columns the code declares, to let
-    PostgreSQL print expected constraints, indexes and triggers its own way."""
-    columns = ", ".join(f'"{c._meta.db_column_name}" {c.column_type}' for c in table._meta.columns)
-    await conn.execute(f"CREATE TEMP TABLE {_probe_name(table)} ({columns})")
-
-
-async def _expected_def(conn: asyncpg.Connection, sql: str, query: str, *args: object) -> str:
-    """Run ``sql`` on a probe table under a savepoint and return what ``query`` reads back."""
-    try:
-        async with conn.transaction():
-            await conn.execute(sql)
-            value = await conn.fetchval(query, *args)
-            raise _Rollback(value)
-    except _Rollback as done:
-        return str(done.value)
-
-
-class _Rollback(Exception):
-    def __init__(self, value: object) -> None:
-        self.value = value
-
-
-async def _check_table(conn: asyncpg.Connection, cat: _Catalog, table: type[Table]) -> list[Drift]:
-    name = table._meta.tablename
-    drifts: list[Drift] = []
-    live_cols = cat.columns[name]
-    await _probe(conn, table)
-    probe = _probe_name(table)
-    expected_types = {
-        r["attname"]: r["type"]
-        for r in await conn.fetch(
-            """SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS type FROM pg_attribute a
-                WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped""",
-            f"pg_temp.{probe}",
+async def next_migration(scratch: Scratch) -> NextMigration | None:
+    """Forwards (migrations -> code) and backwards (code -> migrations) statements,
+    proven on a fresh copy of the migrations' scratch database: forwards must reach
+    the code's catalog exactly, backwards must bring back the migrations' exactly.
+    None when code and migrations agree; :class:`MigrationRefused` when some change
+    cannot be written (tables are Piccolo's to create) or the proof fails."""
+    forwards = plan(scratch.migrations, scratch.code)
+    backwards = plan(scratch.code, scratch.migrations)
+    if not forwards.statements and not forwards.manual and not backwards.manual:
+        return None
+    if forwards.manual or backwards.manual:
+        raise MigrationRefused(
+            "not written - these need Piccolo's migrations or a hand-written one:\n"
+            + "\n".join(f"  - {m}" for m in dict.fromkeys(forwards.manual + backwards.manual))
         )
-    }
-
-    code_cols = {c._meta.db_column_name: c for c in table._meta.columns}
-    for col_name, column in code_cols.items():
-        if col_name not in live_cols:
-            drifts.append(
-                Drift(
-                    "column",
-                    f"{name}.{col_name}",
-                    "missing in the database",
-                    [f"ALTER TABLE {_q(table)} ADD COLUMN {column.ddl};"],
-                )
-            )
-            continue
-        live_type, live_null, _ = live_cols[col_name]
-        want_type = expected_types[col_name]
-        if live_type != want_type:
-            drifts.append(
-                Drift(
-                    "column",
-                    f"{name}.{col_name}",
-                    f"type is {live_type}, the code says {want_type}",
-                    [
-                        f"ALTER TABLE {_q(table)} ALTER COLUMN {col_name} "
-                        f"TYPE {column.column_type} USING {col_name}::{column.column_type};"
-                    ],
-                )
-            )
-        want_null = bool(column._meta.null) and not column._meta.primary_key
-        if live_null != want_null:
-            action = "DROP NOT NULL" if want_null else "SET NOT NULL"
-            drifts.append(
-                Drift(
-                    "column",
-                    f"{name}.{col_name}",
-                    f"{'nullable' if live_null else 'NOT NULL'} in the database, "
-                    f"{'nullable' if want_null else 'NOT NULL'} in the code",
-                    [f"ALTER TABLE {_q(table)} ALTER COLUMN {col_name} {action};"],
-                )
-            )
-    for col_name in live_cols.keys() - code_cols.keys():
-        drifts.append(
-            Drift(
-                "column",
-                f"{name}.{col_name}",
-                "in the database but not in the code",
-                [f"ALTER TABLE {_q(table)} DROP COLUMN {col_name};"],
-            )
-        )
-
-    expected_constraints: set[str] = {f"{name}_pkey"}
-    # CHECK and UNIQUE constraints declared on the Table class.
-    for constraint in table._meta.constraints:
-        cname = constraint._meta.name
-        expected_constraints.add(cname)
-        add_sql = f"ALTER TABLE {_q(table)} ADD CONSTRAINT {cname} {constraint.ddl};"
-        drop_sql = f"ALTER TABLE {_q(table)} DROP CONSTRAINT IF EXISTS {cname};"
-        live = cat.constraints.get((name, cname))
-        if live is None:
-            drifts.append(Drift("constraint", f"{name}.{cname}", "missing", [add_sql]))
-            continue
-        want = await _expected_def(
-            conn,
-            f"ALTER TABLE {probe} ADD CONSTRAINT {cname} {constraint.ddl}",
-            "SELECT pg_get_constraintdef(oid) FROM pg_constraint "
-            "WHERE conrelid = $1::regclass AND conname = $2",
-            f"pg_temp.{probe}",
-            cname,
-        )
-        if live[0] != want:
-            detail = f"is {live[0]}, the code says {want}"
-            if isinstance(constraint, Check) and cname.endswith("_enum"):
-                col = code_cols.get(cname.removesuffix("_enum"))
-                enum = _enum_of(table, col) if col is not None else None
-                if enum is not None:
-                    have, expect = _literals(live[0]), {m.value for m in enum}
-                    detail = (
-                        f"enum CHECK differs from {enum.__name__}: "
-                        f"missing {sorted(expect - have)}, extra {sorted(have - expect)}"
+    base = {k: v for k, v in scratch.migrations_config.items() if k != "database"}
+    async with scratch_database(base, template=scratch.migrations_config["database"]) as proof:
+        conn = await asyncpg.connect(**proof)
+        try:
+            for label, statements, want in (
+                ("forwards", forwards.statements, scratch.code),
+                ("backwards", backwards.statements, scratch.migrations),
+            ):
+                try:
+                    async with conn.transaction():
+                        for statement in statements:
+                            await conn.execute(statement)
+                except asyncpg.PostgresError as e:
+                    raise MigrationRefused(
+                        f"not written - its {label} failed on a scratch database: {e}"
+                    ) from None
+                left = diff(want, await scratch.observe(conn), "expected", f"after {label}")
+                if left:
+                    raise MigrationRefused(
+                        f"not written - after its {label} a scratch database still differs:\n"
+                        + "\n".join(_indent(str(d)) for d in left)
                     )
-            drifts.append(Drift("constraint", f"{name}.{cname}", detail, [drop_sql, add_sql]))
-
-    # Every enum column has its CHECK, generated from the enum.
-    for col_name, column in code_cols.items():
-        enum = _enum_of(table, column)
-        cname = f"{col_name}_enum"
-        if enum is not None and cname not in expected_constraints:
-            drifts.append(
-                Drift(
-                    "constraint",
-                    f"{name}.{cname}",
-                    f"enum column {col_name} has no CHECK in the code",
-                    [
-                        f"ALTER TABLE {_q(table)} ADD CONSTRAINT {cname} "
-                        f"CHECK ({enum_condition(col_name, enum)});"
-                    ],
-                )
-            )
-
-    # Piccolo unique=True columns.
-    for col_name, column in code_cols.items():
-        if column._meta.unique:
-            expected_constraints.add(f"{name}_{col_name}_key")
-
-    # Foreign keys and their delete behaviour.
-    for column in table._meta.foreign_key_columns:
-        assert isinstance(column, ForeignKey)
-        cname = f"{name}_{column._meta.db_column_name}_fkey"
-        expected_constraints.add(cname)
-        target = column._foreign_key_meta.resolved_references._meta.tablename
-        want_del = _ON_DELETE[column._foreign_key_meta.on_delete]
-        live = cat.constraints.get((name, cname))
-        fix = [
-            f"ALTER TABLE {_q(table)} DROP CONSTRAINT IF EXISTS {cname};",
-            f"ALTER TABLE {_q(table)} ADD CONSTRAINT {cname} FOREIGN KEY "
-            f"({column._meta.db_column_name}) REFERENCES {SCHEMA}.{target} (id) "
-            f"ON DELETE {column._foreign_key_meta.on_delete.value} "
-            f"ON UPDATE {column._foreign_key_meta.on_update.value};",
-        ]
-        if live is None:
-            drifts.append(Drift("foreign key", f"{name}.{cname}", "missing", fix[1:]))
-        elif live[1] != want_del or live[2] != target:
-            drifts.append(
-                Drift(
-                    "foreign key",
-                    f"{name}.{cname}",
-                    f"is {live[0]}, the code says ON DELETE "
-                    f"{column._foreign_key_meta.on_delete.value} to {target}",
-                    fix,
-                )
-            )
-
-    for raw in CONSTRAINTS:
-        if raw.table != name:
-            continue
-        expected_constraints.add(raw.name)
-        live = cat.constraints.get((name, raw.name))
-        if live is None:
-            drifts.append(Drift("foreign key", f"{name}.{raw.name}", "missing", [raw.create_sql()]))
-        elif _normalise(live[0]) != _normalise(raw.definition):
-            drifts.append(
-                Drift(
-                    "foreign key",
-                    f"{name}.{raw.name}",
-                    f"is {live[0]}, the code says {raw.definition}",
-                    [raw.drop_sql(), raw.create_sql()],
-                )
-            )
-
-    for (tname, cname), live in cat.constraints.items():
-        if tname == name and cname not in expected_constraints:
-            drifts.append(
-                Drift(
-                    "constraint",
-                    f"{name}.{cname}",
-                    f"in the database but not in the code: {live[0]}",
-                    [f"ALTER TABLE {_q(table)} DROP CONSTRAINT {cname};"],
-                )
-            )
-
-    # Storage parameters (per-table autovacuum settings).
-    want_storage, live_storage = table_storage(table), cat.storage.get(name, {})
-    if live_storage != want_storage:
-        fix = []
-        if extra := sorted(live_storage.keys() - want_storage.keys()):
-            fix.append(storage_reset_sql(table, extra))
-        if want_storage:
-            fix.append(storage_sql(table))
-        drifts.append(
-            Drift(
-                "storage",
-                name,
-                f"has storage parameters {live_storage}, the code says {want_storage}",
-                fix,
-            )
-        )
-
-    # Declared indexes.
-    declared = {i.name for i in table_indexes(table)}
-    for index in table_indexes(table):
-        live_index = cat.indexes.get(index.name)
-        if live_index is None:
-            drifts.append(
-                Drift("index", f"{name}.{index.name}", "missing", [index.create_sql(table)])
-            )
-            continue
-        probe_index = f"_expect_{index.name}"[:63]
-        want = await _expected_def(
-            conn,
-            index.create_sql(table).replace(
-                f"INDEX {index.name} ON {_q(table)}", f"INDEX {probe_index} ON {probe}"
-            ),
-            "SELECT pg_get_indexdef($1::regclass)",
-            f"pg_temp.{probe_index}",
-        )
-        if live_index[0] != name or _index_tail(live_index[1]) != _index_tail(want):
-            drifts.append(
-                Drift(
-                    "index",
-                    f"{name}.{index.name}",
-                    f"is {live_index[1]}, the code says {index.create_sql(table)}",
-                    [index.drop_sql(), index.create_sql(table)],
-                )
-            )
-    for index_name, (tname, indexdef, backs_constraint) in cat.indexes.items():
-        if tname == name and not backs_constraint and index_name not in declared:
-            drifts.append(
-                Drift(
-                    "index",
-                    f"{name}.{index_name}",
-                    f"in the database but not declared in the code: {indexdef}",
-                    [f"DROP INDEX {SCHEMA}.{index_name};"],
-                )
-            )
-
-    # Triggers.
-    declared_triggers = {t.name for t in TRIGGERS if t.table == name}
-    for trigger in (t for t in TRIGGERS if t.table == name):
-        live_def = cat.triggers.get((name, trigger.name))
-        if live_def is None:
-            drifts.append(
-                Drift("trigger", f"{name}.{trigger.name}", "missing", [trigger.create_sql()])
-            )
-            continue
-        if trigger.function not in cat.functions:
-            continue  # reported with the functions
-        want = await _expected_def(
-            conn,
-            trigger.create_sql().replace(f" ON {_q(table)} ", f" ON {probe} "),
-            "SELECT pg_get_triggerdef(oid) FROM pg_trigger "
-            "WHERE tgrelid = $1::regclass AND tgname = $2",
-            f"pg_temp.{probe}",
-            trigger.name,
-        )
-        if _trigger_tail(live_def) != _trigger_tail(want):
-            drifts.append(
-                Drift(
-                    "trigger",
-                    f"{name}.{trigger.name}",
-                    f"is {live_def}, the code says {trigger.create_sql()}",
-                    [trigger.drop_sql(), trigger.create_sql()],
-                )
-            )
-    for (tname, tgname), live_def in cat.triggers.items():
-        if tname == name and tgname not in declared_triggers:
-            drifts.append(
-                Drift(
-                    "trigger",
-                    f"{name}.{tgname}",
-                    f"in the database but not in the code: {live_def}",
-                    [f"DROP TRIGGER {tgname} ON {_q(table)};"],
-                )
-            )
-
-    # What psql's \dt+ shows.
-    if (cat.comments.get(name) or "") != table_comment(table):
-        drifts.append(
-            Drift(
-                "comment",
-                name,
-                "the table comment differs from the Table's docstring",
-                [comment_sql(table)],
-            )
-        )
-    return drifts
+        finally:
+            await conn.close()
+    return NextMigration(forwards.statements, backwards.statements)
 
 
-async def database_drift(conn: asyncpg.Connection) -> list[Drift]:
-    """Every difference between the live schema ``agent`` and the code. Changes nothing."""
-    cat = _Catalog()
-    await cat.load(conn)
-    drifts: list[Drift] = []
-    code_tables = {t._meta.tablename: t for t in TABLES}
-    for name in cat.tables.keys() - code_tables.keys():
-        drifts.append(Drift("table", name, "in the database but not in the code", []))
-    tx = conn.transaction()
-    await tx.start()
-    try:
-        for name, table in code_tables.items():
-            if name not in cat.tables:
-                drifts.append(
-                    Drift(
-                        "table",
-                        name,
-                        "missing in the database; run `piccolo migrations forwards all`",
-                        [],
-                    )
-                )
-                continue
-            drifts += await _check_table(conn, cat, table)
-    finally:
-        await tx.rollback()
+async def write_migration(
+    scratch: Scratch, description: str, directory: Path | None = None
+) -> Path | None:
+    """Write :func:`next_migration` as a new raw migration file (None when there is
+    nothing to write)."""
+    from agent_app.migration_writer import MIGRATIONS_DIR, write_raw_migration
 
-    for function in FUNCTIONS:
-        live_src = cat.functions.get(function.name)
-        if live_src is None:
-            drifts.append(Drift("function", function.name, "missing", [function.create_sql()]))
-        elif live_src != function.body:
-            drifts.append(
-                Drift(
-                    "function",
-                    function.name,
-                    "its body differs from the code's",
-                    [function.create_sql()],
-                )
-            )
-        elif cat.function_config.get(function.name, []) != function.config():
-            drifts.append(
-                Drift(
-                    "function",
-                    function.name,
-                    f"its settings are {cat.function_config.get(function.name)}, "
-                    f"the code says {function.config()}",
-                    [function.create_sql()],
-                )
-            )
-
-    messages = cat.columns.get("messages", {})
-    if "id" in messages and messages["id"][2] not in ("a", "d"):
-        drifts.append(
-            Drift("identity", "messages.id", "is not an identity column", list(MESSAGES_IDENTITY))
-        )
-    return drifts
+    migration = await next_migration(scratch)
+    if migration is None:
+        return None
+    return write_raw_migration(
+        migration.forwards, migration.backwards, description, directory or MIGRATIONS_DIR
+    )
 
 
-def render(drifts: list[Drift]) -> str:
-    """A report for people: one line per drift, then the SQL that would fix them."""
-    if not drifts:
-        return "schema_check: code, migrations and database agree."
-    lines = [f"schema_check: {len(drifts)} difference(s) found", ""]
-    lines += [f"  - {d}" for d in drifts]
-    fixes = [sql for d in drifts for sql in d.fix]
-    if fixes:
-        lines += [
-            "",
-            "SQL of a migration that would fix the database drift "
-            "(freeze it with --write-migration):",
-            "",
-        ]
-        lines += [f"  {sql}" for sql in fixes]
-    return "\n".join(lines)
+__all__ = [
+    "SCHEMA",
+    "Difference",
+    "MigrationRefused",
+    "Report",
+    "SchemaCheckError",
+    "Scratch",
+    "check",
+    "code_statements",
+    "live_drift",
+    "next_migration",
+    "scratch_pair",
+    "write_migration",
+]

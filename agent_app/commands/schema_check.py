@@ -2,42 +2,109 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
+from typing import Any, NoReturn
 
-import asyncpg
-
-from agent_app import db
-from agent_app.migration_writer import write_raw_migration
-from agent_app.schema_check import database_drift, migration_drift, render
+#: Options the command takes; ``-`` and ``_`` are the same letter in their names.
+OPTIONS = ("write_migration", "description", "live")
 
 
-async def schema_check(write_migration: bool = False, description: str = "") -> None:
+def _truth(value: Any) -> bool:
+    return value is True or str(value).lower() in ("true", "t", "1", "yes")
+
+
+def parse_options(
+    write_migration: Any, description: Any, live: Any, options: dict[str, Any]
+) -> tuple[bool, str, bool]:
+    """The command's options, whichever spelling (``--write-migration`` or
+    ``--write_migration``) was used; ValueError names an unknown one."""
+    values = {"write_migration": write_migration, "description": description, "live": live}
+    for name, value in options.items():
+        key = name.replace("-", "_")
+        if key not in OPTIONS:
+            known = ", ".join(f"--{o.replace('_', '-')}" for o in OPTIONS)
+            raise ValueError(f"unknown option --{name} (schema_check takes {known})")
+        values[key] = value
+    return _truth(values["write_migration"]), str(values["description"]), _truth(values["live"])
+
+
+def _fail(message: str) -> NoReturn:
+    print(f"schema_check: {message}", file=sys.stderr, flush=True)
+    sys.exit(2)
+
+
+async def schema_check(
+    write_migration: bool = False, description: str = "", live: bool = True, **options: Any
+) -> None:
     """
-    Compare the Table classes with the migration files, and the live database
-    with the code; exit 1 with a report if anything differs, 0 if nothing does.
-
-    Reported: a model change with no migration; a missing or extra table,
-    column, constraint, index or trigger; a column type or nullability
-    difference; an enum CHECK whose values differ from its Python enum; a
-    foreign key's delete behaviour; a trigger function whose body changed.
-    The report ends with the SQL that would fix the database drift.
+    Compare the whole catalog of schema agent (columns with types, defaults and
+    identity; constraints by full definition; indexes and their validity; triggers
+    and whether they are enabled; functions with arguments, security, settings and
+    body; views, sequences, policies, row level security, rules, types, comments,
+    anything extra) between a scratch database built from the migration files, one
+    built from the code, and the live database. Prints every difference; exits 1 if
+    there is any, 0 with one line if there is none. For the live database it prints
+    the SQL that would bring it back to the migrations' state (never frozen).
 
     :param write_migration:
-        Freeze that SQL into a new raw migration of agent_app.
+        Write the next raw migration from the code against the migration files
+        (never from the live database): forwards and backwards, every name quoted,
+        proven on a scratch database before it is saved. Also --write-migration.
     :param description:
         The new migration's description (with --write-migration).
+    :param live:
+        Compare the live database too (--live=false: code and migrations only).
     """
-    engine = db.engine()
-    drifts = await migration_drift()
-    conn = await asyncpg.connect(**engine.config)
     try:
-        drifts += await database_drift(conn)
-    finally:
-        await conn.close()
-    print(render(drifts))
-    fixes = [sql for d in drifts for sql in d.fix]
-    if write_migration and fixes:
-        path = write_raw_migration(fixes, [], description or "Fix drift reported by schema_check")
-        print(f"\nwrote {path}")
-    if drifts:
+        write_migration, description, live = parse_options(
+            write_migration, description, live, options
+        )
+    except ValueError as e:
+        _fail(str(e))
+
+    from agent_app import schema_check as sc
+
+    config = sc.live_config()
+    # Piccolo's differ is CPU-bound: it runs beside the scratch databases being built.
+    piccolo_drift = asyncio.create_task(asyncio.to_thread(asyncio.run, sc.piccolo_drift()))
+    report = sc.Report()
+    written = None
+    async with sc.scratch_pair(config) as scratch:
+        report.piccolo = await piccolo_drift
+        report.code = sc.diff(scratch.migrations, scratch.code, "migrations", "code")
+        if live:
+            import asyncpg
+
+            conn = await asyncpg.connect(**config)
+            try:
+                report.live, report.live_fix = await sc.live_drift(conn, scratch)
+                if report.live:
+                    report.pending = await sc.pending_migrations(conn)
+            finally:
+                await conn.close()
+        print(report.render(), flush=True)
+        if write_migration:
+            if report.piccolo:
+                print(
+                    "\nno migration written: run `piccolo migrations new agent_app --auto` "
+                    "for the Table changes Piccolo sees first, then this again."
+                )
+                sys.exit(1)
+            try:
+                written = await sc.write_migration(
+                    scratch, description or "Schema changes found by schema_check"
+                )
+            except sc.MigrationRefused as e:
+                print(f"\n{e}")
+                sys.exit(1)
+            if written is None:
+                print("\nno migration written: the code and the migration files agree.")
+            else:
+                print(
+                    f"\nwrote {written}\n(proven on a scratch database: forwards reaches the "
+                    "code's catalog, backwards the migrations'; run `piccolo migrations "
+                    "forwards agent_app` to apply it)"
+                )
+    if report.live or report.piccolo or (report.code and written is None):
         sys.exit(1)
