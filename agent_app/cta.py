@@ -25,11 +25,12 @@ from typing import Any
 import asyncpg
 
 from agent_app import db
+from agent_app.constants import CTA_CHANNEL
 from agent_app.enums import CtaKind, FeaturePhase
 from agent_app.errors import AgentAppError, NotFound, RuleViolation
 from agent_app.validation import validated
 
-CHANNEL = "agent_cta"
+CHANNEL = CTA_CHANNEL
 
 
 class CtaTimeout(AgentAppError):

@@ -1,6 +1,6 @@
 """The contract's enums, one ``str``-valued :class:`enum.Enum` each.
 
-Values and their order are fixed by ``DATA_MODEL.md``. Every enum column's
+Values and their order are fixed by the data-model contract. Every enum column's
 database CHECK is generated from these classes (see :func:`agent_app.ddl.enum_check`),
 and ``piccolo agent_app schema_check`` reports any live CHECK whose value set
 differs, so Python and PostgreSQL cannot drift apart silently.

@@ -49,14 +49,14 @@ from typing import Any, TypeVar
 import asyncpg
 
 from agent_app import db
+from agent_app.constants import MAX_MESSAGE_PRIORITY, MESSAGES_CHANNEL, sql_value
 from agent_app.errors import DatabaseUnavailable, LeaseLost, RuleViolation
-from agent_app.tables import MAX_MESSAGE_PRIORITY
 from agent_app.validation import validated
 
 T = TypeVar("T")
 _log = logging.getLogger(__name__)
 
-CHANNEL = "agent_messages"
+CHANNEL = MESSAGES_CHANNEL
 DEFAULT_LEASE = dt.timedelta(seconds=30)
 RETRY_BASE = dt.timedelta(seconds=1)
 RETRY_MAX = dt.timedelta(hours=1)
@@ -197,7 +197,7 @@ WITH requeued AS (
                              AND {recipients}
                              FOR UPDATE SKIP LOCKED))
     RETURNING CASE WHEN status = 'pending'
-                   THEN pg_notify('agent_messages', recipient_id::text) END
+                   THEN pg_notify({channel}, recipient_id::text) END
 ), chosen AS (
     SELECT id FROM agent.messages
      WHERE {recipients} AND status = 'pending' AND available_at <= now()
@@ -213,8 +213,8 @@ RETURNING m.id, m.recipient_id, m.sender_id, m.run_id, m.kind, m.payload::text A
           m.priority, m.attempts, m.max_attempts, m.claimed_by, m.lease_expires_at,
           m.created_at, m.last_error
 """
-CLAIM_ONE = _CLAIM.format(recipients="recipient_id = $1::uuid")
-CLAIM_MANY = _CLAIM.format(recipients="recipient_id = ANY($1::uuid[])")
+CLAIM_ONE = _CLAIM.format(recipients="recipient_id = $1::uuid", channel=sql_value(CHANNEL))
+CLAIM_MANY = _CLAIM.format(recipients="recipient_id = ANY($1::uuid[])", channel=sql_value(CHANNEL))
 
 # The lease check shared by ack/fail/extend/release, as one all-or-nothing statement:
 # update the listed messages still held by this worker at this attempt; if that is not

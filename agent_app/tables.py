@@ -31,8 +31,9 @@ names a column the code no longer has. Every column carries a ``help_text``, whi
 admin shows beside the field.
 
 Indexes that Piccolo cannot express are declared beside each table as
-``_indexes`` (see :mod:`agent_app.ddl`); triggers and their functions are declared
-in :mod:`agent_app.raw_schema`. Both reach the database through frozen raw
+``_indexes`` (see :mod:`agent_app.ddl`); triggers, their functions and the foreign keys
+Piccolo cannot declare live in ``agent_app/sql/schema/*.sql`` (loaded by
+:mod:`agent_app.raw_schema`). Both reach the database through frozen raw
 migrations and are verified by ``piccolo agent_app schema_check``.
 """
 
@@ -65,6 +66,9 @@ from piccolo.constraints import Check, Unique
 from piccolo.custom_types import Combinable
 from piccolo.table import Table
 
+# MAX_AGENT_DEPTH (depth_limit) and MAX_MESSAGE_PRIORITY (priority_range) are also
+# importable from here, where they were first defined.
+from agent_app.constants import MAX_AGENT_DEPTH, MAX_MESSAGE_PRIORITY
 from agent_app.ddl import SCHEMA, Index, Sql, enum_check, not_one_of, one_of, same_truth
 from agent_app.enums import (
     WORKING_PHASES,
@@ -84,12 +88,6 @@ from agent_app.enums import (
     ToolOutputType,
     WorkspaceStatus,
 )
-
-#: The deepest level an agent may sit at (the root orchestrator is level 0).
-MAX_AGENT_DEPTH = 5
-
-#: Highest message priority; 0 is the lowest and the default.
-MAX_MESSAGE_PRIORITY = 9
 
 
 def _now(*, help_text: str) -> Timestamptz:

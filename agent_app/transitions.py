@@ -1,9 +1,10 @@
-"""Legal status changes, written down once as tables.
+"""Legal status changes, written down as tables.
 
 Each table maps a status to the statuses it may change to. The worker API checks
-them for a friendly error, and a database trigger generated from the same table
-(see :mod:`agent_app.raw_schema`) refuses any other change, whoever writes; its
-error names the rule, e.g. ``sandbox_status_transition: running -> pending``.
+them for a friendly error, and a database trigger with the same table written out in
+SQL (``agent_app/sql/schema/transitions.sql``; the test suite checks that the two
+agree) refuses any other change, whoever writes; its error names the rule, e.g.
+``sandbox_status_transition: running -> pending``.
 """
 
 from __future__ import annotations
