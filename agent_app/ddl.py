@@ -4,8 +4,8 @@ Piccolo 1.38 has no API for composite, partial or DESC indexes, and no notion
 of triggers. This module gives them a single declaration in code:
 
 * :class:`Index` - attached to a Table class as ``_indexes``; the frozen raw
-  migrations create them and ``schema_check`` compares them with the live
-  database, printing the SQL that would fix a drift.
+  migrations create them, and ``schema_check`` (which compares whole catalogs, see
+  :mod:`agent_app.catalog`) reports one that differs, printing the SQL that fixes it.
 * ``_storage`` - a Table's storage parameters (``ALTER TABLE ... SET (...)``), such as
   per-table autovacuum settings: :func:`table_storage`, :func:`storage_sql`.
 * :func:`enum_check` - the CHECK that makes an enum column refuse any value
@@ -112,7 +112,8 @@ def enum_check(column: Column, enum: type[Enum]) -> Check:
     """A CHECK constraint that refuses any value of ``column`` outside ``enum``: the
     same condition as :func:`enum_condition`, with the column's database name.
 
-    Attach it to the Table as ``<column>_enum`` - ``schema_check`` relies on that name.
+    Attach it to the Table as ``<column>_enum``: the rule's name is what a refusal
+    (:class:`~agent_app.errors.RuleViolation`) reports.
     """
     return Check(one_of(column, enum))
 
