@@ -28,6 +28,7 @@ from decimal import Decimal
 from typing import Any
 
 import asyncpg
+from piccolo.columns import Column
 from piccolo.query.functions.aggregate import Count
 
 from agent_app import db, rows, sqlfile, transitions
@@ -195,7 +196,7 @@ async def _finish_phase(
     error: str | None,
     conn: asyncpg.Connection | None,
 ) -> Phase:
-    values: dict[Any, Any] = {
+    values: dict[Column | str, Any] = {
         PhaseResult.status: status.value,
         PhaseResult.error: error,
         PhaseResult.finished_at: rows.now(),
@@ -287,7 +288,7 @@ async def advance(
                 table=FeatureRun._meta.tablename,
             )
         following = transitions.next_phase(run.current_phase)
-        values: dict[Any, Any] = {FeatureRun.current_phase: following.value}
+        values: dict[Column | str, Any] = {FeatureRun.current_phase: following.value}
         if pr_url is not None:
             values[FeatureRun.pr_url] = pr_url
         if branch_name is not None:

@@ -125,7 +125,7 @@ async def set_status(
 ) -> Sandbox:
     """Move the sandbox to ``status`` if the transition table allows it."""
     status = SandboxStatus(status)
-    values: dict[Column, Any] = {t.Sandbox.status: status.value}
+    values: dict[Column | str, Any] = {t.Sandbox.status: status.value}
     if error is not None:
         values[t.Sandbox.error] = error
     if status is SandboxStatus.running:  # the first start only
@@ -261,7 +261,7 @@ async def release_workspace(
     conn: asyncpg.Connection | None = None,
 ) -> Workspace:
     """Release an active workspace (its path and branch become free)."""
-    values: dict[Column, Any] = {
+    values: dict[Column | str, Any] = {
         t.Workspace.status: WorkspaceStatus.released.value,
         t.Workspace.released_at: rows.now(),
     }
