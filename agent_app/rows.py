@@ -130,8 +130,9 @@ def now() -> QueryString:
     return QueryString("now()")
 
 
-def from_record(cls: type[R], record: Mapping[str, Any] | None) -> R:
-    """Build ``cls`` from a record holding (at least) its columns, by column name. A
+def from_record(cls: type[R], record: Mapping[str, Any] | None, **given: Any) -> R:
+    """Build ``cls`` from a record holding (at least) its columns, by column name;
+    ``given`` fields are taken as passed instead (a value the caller already holds). A
     missing record (``fetchrow`` found none) is a bug of the caller: ``LookupError``."""
     if record is None:
         raise LookupError(f"no row to build a {cls.__name__} from")
@@ -144,6 +145,8 @@ def from_record(cls: type[R], record: Mapping[str, Any] | None) -> R:
         else:
             value = record[column]
         values[name] = value if convert is None else convert(value)
+    if given:
+        values.update(given)
     return cls(**values)
 
 
