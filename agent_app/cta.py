@@ -100,6 +100,10 @@ async def get(cta_id: uuid.UUID, *, conn: asyncpg.Connection | None = None) -> Q
     return rows.from_record(Question, row)
 
 
+#: What an answer must be, by kind (the database checks a choice against its options).
+_RESPONSE_TYPES: dict[CtaKind, type] = {CtaKind.approval: bool, CtaKind.text: str}
+
+
 @validated
 async def answer(
     cta_id: uuid.UUID,
@@ -115,12 +119,13 @@ async def answer(
     )
     if found is None:
         raise NotFound(f"no question {cta_id}")
-    kind = found[CtaEvent.kind._meta.db_column_name]
-    expected = {"approval": bool, "text": str}.get(kind)
+    kind = CtaKind(found[CtaEvent.kind._meta.db_column_name])
+    expected = _RESPONSE_TYPES.get(kind)
     if expected is not None and not isinstance(response, expected):
         raise RuleViolation(
             "cta_response_type",
-            f"cta_response_type: a {kind} question takes a {expected.__name__}, got {response!r}",
+            f"cta_response_type: a {kind.value} question takes a {expected.__name__}, "
+            f"got {response!r}",
         )
     # The database refuses a second answer, a late one and a choice not offered.
     row = await db.query_row(

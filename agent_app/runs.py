@@ -360,12 +360,13 @@ async def timeline(run_id: uuid.UUID, *, conn: asyncpg.Connection | None = None)
     run = rows.from_record(Run, _prefixed(records[0], "run_"))
     phases: dict[uuid.UUID, PhaseTimeline] = {}
     for r in records:
-        if r["phase_id"] is None:
+        key = r["phase_id"]
+        if key is None:
             continue
-        if r["phase_id"] not in phases:
-            phases[r["phase_id"]] = PhaseTimeline(rows.from_record(Phase, _prefixed(r, "phase_")))
-        if r["id"] is not None:
-            phases[r["phase_id"]].invocations.append(
-                InvocationSummary(**{c: r[c] for c in _INVOCATION})
+        if key not in phases:
+            phases[key] = PhaseTimeline(rows.from_record(Phase, _prefixed(r, "phase_")))
+        if r["inv_id"] is not None:
+            phases[key].invocations.append(
+                InvocationSummary(**{c: r[f"inv_{c}"] for c in _INVOCATION})
             )
     return Timeline(run, list(phases.values()))

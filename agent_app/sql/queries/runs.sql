@@ -20,8 +20,8 @@ RETURNING *;
 -- name: timeline
 -- Run $1 with its attempts and each attempt's invocations with their step and tool-call
 -- counts, in one statement (one snapshot): one row per invocation, or one per attempt
--- without any, or one for a run without attempts. run_* and phase_* are the run's and
--- the attempt's columns.
+-- without any, or one for a run without attempts. run_*, phase_* and inv_* are the
+-- run's, the attempt's and the invocation's columns.
 SELECT r.id AS run_id, r.title AS run_title, r.repo_url AS run_repo_url,
        r.base_branch AS run_base_branch, r.current_phase AS run_current_phase,
        r.sandbox_id AS run_sandbox_id, r.branch_name AS run_branch_name,
@@ -30,11 +30,14 @@ SELECT r.id AS run_id, r.title AS run_title, r.repo_url AS run_repo_url,
        p.id AS phase_id, p.run_id AS phase_run_id, p.phase AS phase_phase,
        p.status AS phase_status, p.attempt AS phase_attempt, p.summary AS phase_summary,
        p.started_at AS phase_started_at, p.finished_at AS phase_finished_at,
-       i.id, i.phase_result_id, i.agent_id, i.agent_type, i.model, i.finish_reason,
-       i.input_tokens, i.output_tokens, i.cost_usd,
-       (SELECT count(*) FROM agent.agent_steps s WHERE s.invocation_id = i.id) AS steps,
-       (SELECT count(*) FROM agent.tool_calls t WHERE t.invocation_id = i.id) AS tool_calls,
-       i.started_at, i.finished_at
+       i.id AS inv_id, i.phase_result_id AS inv_phase_result_id, i.agent_id AS inv_agent_id,
+       i.agent_type AS inv_agent_type, i.model AS inv_model,
+       i.finish_reason AS inv_finish_reason, i.input_tokens AS inv_input_tokens,
+       i.output_tokens AS inv_output_tokens, i.cost_usd AS inv_cost_usd,
+       (SELECT count(*) FROM agent.agent_steps s WHERE s.invocation_id = i.id) AS inv_steps,
+       (SELECT count(*) FROM agent.tool_calls t WHERE t.invocation_id = i.id)
+           AS inv_tool_calls,
+       i.started_at AS inv_started_at, i.finished_at AS inv_finished_at
   FROM agent.feature_runs r
   LEFT JOIN agent.phase_results p ON p.run_id = r.id
   LEFT JOIN agent.agent_invocations i ON i.phase_result_id = p.id AND i.run_id = r.id
