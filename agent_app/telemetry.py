@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from enum import Enum
 from typing import Any
 
 import asyncpg
@@ -101,34 +102,62 @@ def _bad(rule: str, where: str, message: str) -> RuleViolation:
     return RuleViolation(rule, f"{rule}: {where}{message}")
 
 
-def _enum(value: Any, column: Column, where: str) -> str:
+class _EnumColumn:
+    """An enum column as validation needs it, read once (validation runs per row)."""
+
+    __slots__ = ("enum", "name")
+
+    def __init__(self, column: Column) -> None:
+        enum = column._meta.choices
+        assert isinstance(enum, type) and issubclass(enum, Enum), column
+        self.enum: type[Enum] = enum
+        self.name: str = column._meta.db_column_name
+
+
+_STEP_FINISH_REASON = _EnumColumn(AgentStep.finish_reason)
+_CALL_OUTPUT_TYPE = _EnumColumn(ToolCall.output_type)
+_INVOCATION_AGENT_TYPE = _EnumColumn(AgentInvocation.agent_type)
+_INVOCATION_FINISH_REASON = _EnumColumn(AgentInvocation.finish_reason)
+
+
+def _enum(value: Any, column: _EnumColumn, where: str) -> str:
     """``value`` as the enum column's value, or ``<column>_enum`` naming the allowed ones."""
-    enum = column._meta.choices
-    assert enum is not None  # an enum column
     try:
-        return str(enum(value).value)
+        return str(column.enum(value).value)
     except ValueError:
-        name = column._meta.db_column_name
+        name, enum = column.name, column.enum
         allowed = ", ".join(m.value for m in enum)
         raise _bad(
             f"{name}_enum", where, f"{name} {value!r} is not a {enum.__name__} ({allowed})"
         ) from None
 
 
+#: The step's usage columns, in the order _check_step reads them.
+_USAGE = tuple(
+    column._meta.db_column_name
+    for column in (
+        AgentStep.input_tokens,
+        AgentStep.output_tokens,
+        AgentStep.cached_input_tokens,
+        AgentStep.reasoning_tokens,
+        AgentStep.cost_usd,
+    )
+)
+
+
 def _check_step(step: StepIn, where: str = "") -> None:
-    _enum(step.finish_reason, AgentStep.finish_reason, where)
+    _enum(step.finish_reason, _STEP_FINISH_REASON, where)
     if step.step_number < 0:
         raise _bad("step_number_min", where, f"step_number {step.step_number} < 0")
-    usage: tuple[tuple[Column, int | Decimal | None], ...] = (
-        (AgentStep.input_tokens, step.input_tokens),
-        (AgentStep.output_tokens, step.output_tokens),
-        (AgentStep.cached_input_tokens, step.cached_input_tokens),
-        (AgentStep.reasoning_tokens, step.reasoning_tokens),
-        (AgentStep.cost_usd, step.cost_usd),
+    usage = (
+        step.input_tokens,
+        step.output_tokens,
+        step.cached_input_tokens,
+        step.reasoning_tokens,
+        step.cost_usd,
     )
-    for column, value in usage:
+    for name, value in zip(_USAGE, usage, strict=True):
         if value is not None and value < 0:
-            name = column._meta.db_column_name
             raise _bad("usage_non_negative", where, f"{name} {value} < 0")
     seen: set[str] = set()
     for call in step.tool_calls:
@@ -136,13 +165,13 @@ def _check_step(step: StepIn, where: str = "") -> None:
             raise _bad(_ONE_CALL_PER_ID, where, f"tool_call_id {call.tool_call_id!r} twice")
         seen.add(call.tool_call_id)
         if call.output_type is not None:
-            _enum(call.output_type, ToolCall.output_type, where)
+            _enum(call.output_type, _CALL_OUTPUT_TYPE, where)
         elif call.output is not None:
             raise _bad("output_has_type", where, f"tool call {call.tool_call_id!r} has no type")
 
 
 def _check_result(result: ToolResultIn, where: str = "") -> None:
-    _enum(result.output_type, ToolCall.output_type, where)
+    _enum(result.output_type, _CALL_OUTPUT_TYPE, where)
 
 
 #: The unique key on a tool call's (invocation_id, tool_call_id).
@@ -171,7 +200,7 @@ async def start_invocation(
     conn: asyncpg.Connection | None = None,
 ) -> uuid.UUID:
     """Record that an agent was invoked in a phase attempt of the run; returns its id."""
-    agent_type_value = _enum(agent_type, AgentInvocation.agent_type, "")
+    agent_type_value = _enum(agent_type, _INVOCATION_AGENT_TYPE, "")
     return await db.fetchval(
         START_INVOCATION,
         run_id,
@@ -207,9 +236,7 @@ async def finish_invocation(
     conn: asyncpg.Connection | None = None,
 ) -> tuple[int, int, Decimal]:
     """Close the invocation (output, finish reason, error) and roll its usage up."""
-    reason = (
-        None if finish_reason is None else _enum(finish_reason, AgentInvocation.finish_reason, "")
-    )
+    reason = None if finish_reason is None else _enum(finish_reason, _INVOCATION_FINISH_REASON, "")
     sql, args = db.compile_query(
         AgentInvocation.update(
             {
