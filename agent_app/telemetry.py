@@ -102,22 +102,24 @@ def _bad(rule: str, where: str, message: str) -> RuleViolation:
     return RuleViolation(rule, f"{rule}: {where}{message}")
 
 
+@dataclass(frozen=True, slots=True)
 class _EnumColumn:
     """An enum column as validation needs it, read once (validation runs per row)."""
 
-    __slots__ = ("enum", "name")
-
-    def __init__(self, column: Column) -> None:
-        enum = column._meta.choices
-        assert isinstance(enum, type) and issubclass(enum, Enum), column
-        self.enum: type[Enum] = enum
-        self.name: str = column._meta.db_column_name
+    enum: type[Enum]
+    name: str
 
 
-_STEP_FINISH_REASON = _EnumColumn(AgentStep.finish_reason)
-_CALL_OUTPUT_TYPE = _EnumColumn(ToolCall.output_type)
-_INVOCATION_AGENT_TYPE = _EnumColumn(AgentInvocation.agent_type)
-_INVOCATION_FINISH_REASON = _EnumColumn(AgentInvocation.finish_reason)
+def _enum_column(column: Column) -> _EnumColumn:
+    enum = column._meta.choices
+    assert isinstance(enum, type) and issubclass(enum, Enum), column
+    return _EnumColumn(enum, column._meta.db_column_name)
+
+
+_STEP_FINISH_REASON = _enum_column(AgentStep.finish_reason)
+_CALL_OUTPUT_TYPE = _enum_column(ToolCall.output_type)
+_INVOCATION_AGENT_TYPE = _enum_column(AgentInvocation.agent_type)
+_INVOCATION_FINISH_REASON = _enum_column(AgentInvocation.finish_reason)
 
 
 def _enum(value: Any, column: _EnumColumn, where: str) -> str:
