@@ -24,17 +24,19 @@ from typing import Any
 
 import asyncpg
 
-from agent_app import db
+from agent_app import db, rows, sqlfile
+from agent_app import tables as t
 from agent_app.errors import AgentAppError, NotFound, RuleViolation
 from agent_app.validation import validated
 
-_COLUMNS = (
-    "id, agent_id, sequence, parent_checkpoint_id, state_hash, schema_version, label, created_at"
-)
 
-
+@rows.row_type(t.Checkpoint, state=t.Checkpoint.state_snapshot, created=rows.extra())
 @dataclass(frozen=True)
 class Checkpoint:
+    """A checkpoint (a row of ``checkpoints``). ``state`` is the saved state, decoded
+    (``None`` where the call does not read it: :func:`history` without ``with_state``);
+    ``created`` is False when :func:`save` found the state equal to the latest one."""
+
     id: uuid.UUID
     agent_id: uuid.UUID
     sequence: int
@@ -47,6 +49,13 @@ class Checkpoint:
     created: bool = True
 
 
+SQL = sqlfile.load("checkpoints")
+SAVE = SQL["save"]
+LOCK_AGENT = SQL["lock_agent"]
+LOAD_LATEST = SQL["load_latest"]
+PRUNE_BATCH = SQL["prune_batch"]
+
+
 def canonical(state: Any) -> str:
     """The canonical JSON of a state: sorted keys, no spaces - equal states, equal text.
     What JSON cannot hold exactly (a set, bytes, NaN …) is refused, never stringified."""
@@ -55,29 +64,6 @@ def canonical(state: Any) -> str:
 
 def state_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-# Insert the next checkpoint unless the latest one has the same hash; either way return
-# the checkpoint that now holds this state, and whether it was created.
-SAVE = f"""
-WITH latest AS (
-    SELECT id, sequence, state_hash FROM agent.checkpoints
-     WHERE agent_id = $1 ORDER BY sequence DESC LIMIT 1
-), created AS (
-    INSERT INTO agent.checkpoints (agent_id, sequence, parent_checkpoint_id, state_snapshot,
-                                   state_hash, schema_version, label)
-    SELECT $1, coalesce((SELECT sequence FROM latest), 0) + 1, (SELECT id FROM latest),
-           $2::jsonb, $3::varchar, $4, $5
-     WHERE NOT EXISTS (SELECT 1 FROM latest WHERE state_hash = $3::varchar)
-    RETURNING {_COLUMNS}
-)
-SELECT {_COLUMNS}, true AS created FROM created
-UNION ALL
-SELECT c.id, c.agent_id, c.sequence, c.parent_checkpoint_id, c.state_hash, c.schema_version,
-       c.label, c.created_at, false
-  FROM agent.checkpoints AS c JOIN latest ON c.id = latest.id
- WHERE latest.state_hash = $3::varchar
-"""
 
 
 @validated
@@ -102,7 +88,7 @@ async def save(
             raise
         row = await db.run(lambda c: _save_in_turn(c, agent_id, args), conn)
     assert row is not None  # SAVE returns the checkpoint holding the state either way
-    return Checkpoint(**dict(row), state=state)
+    return rows.from_record(Checkpoint, row, state=state)
 
 
 _LOST_RACE = ("checkpoints_agent_sequence_key", "checkpoint_sequence_increasing")
@@ -114,7 +100,7 @@ async def _save_in_turn(
     """Save behind the agent's advisory lock (in :func:`db.run`'s transaction). Savers on
     the lock-free first try can still take a number first, each at most once, so a few
     tries under the lock always win."""
-    await c.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", str(agent_id))
+    await c.execute(LOCK_AGENT, str(agent_id))
     for _ in range(50):
         try:
             return await db.fetchrow(SAVE, *args, conn=c)
@@ -127,24 +113,13 @@ async def _save_in_turn(
     )
 
 
-# load_latest: the newest checkpoint, by the (agent_id, sequence) key read backwards.
-LOAD_LATEST = (
-    f"SELECT {_COLUMNS}, state_snapshot::text AS state FROM agent.checkpoints "
-    "WHERE agent_id = $1 ORDER BY sequence DESC LIMIT 1"
-)
-
-
 @validated
 async def load_latest(
     agent_id: uuid.UUID, *, conn: asyncpg.Connection | None = None
 ) -> Checkpoint | None:
     """The agent's newest checkpoint with its state, or None if it has none."""
     row = await db.fetchrow(LOAD_LATEST, agent_id, conn=conn)
-    if row is None:
-        return None
-    values = dict(row)
-    values["state"] = db.loads(values["state"])
-    return Checkpoint(**values)
+    return None if row is None else rows.from_record(Checkpoint, row)
 
 
 @validated
@@ -157,39 +132,14 @@ async def history(
     conn: asyncpg.Connection | None = None,
 ) -> list[Checkpoint]:
     """Checkpoints newest first; page with ``before_sequence``."""
-    state = ", state_snapshot::text AS state" if with_state else ""
-    rows = await db.fetch(
-        f"SELECT {_COLUMNS}{state} FROM agent.checkpoints WHERE agent_id = $1 "
-        "AND ($2::int IS NULL OR sequence < $2) ORDER BY sequence DESC LIMIT $3",
-        agent_id,
-        before_sequence,
-        limit,
-        conn=conn,
-    )
-    out = []
-    for r in rows:
-        values = dict(r)
-        if with_state:
-            values["state"] = db.loads(values["state"])
-        out.append(Checkpoint(**values))
-    return out
-
-
-PRUNE_BATCH = """
-WITH ranked AS (
-    SELECT id, created_at,
-           row_number() OVER (PARTITION BY agent_id ORDER BY sequence DESC) AS newness
-      FROM agent.checkpoints
-     WHERE ($1::uuid IS NULL OR agent_id = $1)
-), doomed AS (
-    SELECT id FROM ranked
-     WHERE newness > 1
-       AND ($2::int IS NULL OR newness > $2)
-       AND ($3::interval IS NULL OR created_at < now() - $3)
-     LIMIT $4
-)
-DELETE FROM agent.checkpoints AS c USING doomed WHERE c.id = doomed.id
-"""
+    columns = rows.columns(Checkpoint)
+    if not with_state:
+        columns = tuple(c for c in columns if c is not t.Checkpoint.state_snapshot)
+    query = t.Checkpoint.select(*columns).where(t.Checkpoint.agent_id == agent_id)
+    if before_sequence is not None:
+        query = query.where(t.Checkpoint.sequence < before_sequence)
+    query = query.order_by(t.Checkpoint.sequence, ascending=False).limit(limit)
+    return rows.from_records(Checkpoint, await db.query(query, conn=conn))
 
 
 @validated
@@ -228,13 +178,9 @@ async def prune(
 
 @validated
 async def get(checkpoint_id: uuid.UUID, *, conn: asyncpg.Connection | None = None) -> Checkpoint:
-    row = await db.fetchrow(
-        f"SELECT {_COLUMNS}, state_snapshot::text AS state FROM agent.checkpoints WHERE id = $1",
-        checkpoint_id,
-        conn=conn,
+    row = await db.query_row(
+        rows.select(Checkpoint).where(t.Checkpoint.id == checkpoint_id), conn=conn
     )
     if row is None:
         raise NotFound(f"no checkpoint {checkpoint_id}")
-    values = dict(row)
-    values["state"] = db.loads(values["state"])
-    return Checkpoint(**values)
+    return rows.from_record(Checkpoint, row)

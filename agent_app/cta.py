@@ -24,10 +24,11 @@ from typing import Any
 
 import asyncpg
 
-from agent_app import db
+from agent_app import db, rows, sqlfile
 from agent_app.constants import CTA_CHANNEL
 from agent_app.enums import CtaKind, FeaturePhase
 from agent_app.errors import AgentAppError, NotFound, RuleViolation
+from agent_app.tables import CtaEvent
 from agent_app.validation import validated
 
 CHANNEL = CTA_CHANNEL
@@ -37,8 +38,11 @@ class CtaTimeout(AgentAppError):
     rule = "cta_timeout"
 
 
+@rows.row_type(CtaEvent)
 @dataclass(frozen=True)
 class Question:
+    """A question (a row of ``cta_events``; options and response decoded from JSON)."""
+
     id: uuid.UUID
     run_id: uuid.UUID
     phase: FeaturePhase | None
@@ -56,19 +60,9 @@ class Question:
         return self.responded_at is not None
 
 
-_COLUMNS = (
-    "id, run_id, phase, kind, prompt, options::text AS options, response::text AS response, "
-    "responded_by, created_at, responded_at, expires_at"
-)
-
-
-def _question(row: asyncpg.Record) -> Question:
-    v = dict(row)
-    v["phase"] = None if v["phase"] is None else FeaturePhase(v["phase"])
-    v["kind"] = CtaKind(v["kind"])
-    v["options"] = db.loads(v["options"])
-    v["response"] = db.loads(v["response"])
-    return Question(**v)
+SQL = sqlfile.load("cta")
+ASK = SQL["ask"]
+EXPIRE = SQL["expire"]
 
 
 @validated
@@ -87,9 +81,7 @@ async def ask(
     if kind is CtaKind.choice and not options:
         raise RuleViolation("choice_has_options", "choice_has_options: a choice needs options")
     row = await db.fetchrow(
-        "INSERT INTO agent.cta_events (run_id, phase, kind, prompt, options, expires_at) "
-        "VALUES ($1, $2, $3, $4, $5::jsonb, now() + $6::interval) "
-        f"RETURNING {_COLUMNS}",
+        ASK,
         run_id,
         None if phase is None else FeaturePhase(phase).value,
         kind.value,
@@ -98,17 +90,19 @@ async def ask(
         expires_in,
         conn=conn,
     )
-    return _question(row)
+    return rows.from_record(Question, row)
 
 
 @validated
 async def get(cta_id: uuid.UUID, *, conn: asyncpg.Connection | None = None) -> Question:
-    row = await db.fetchrow(
-        f"SELECT {_COLUMNS} FROM agent.cta_events WHERE id = $1", cta_id, conn=conn
-    )
+    row = await db.query_row(rows.select(Question).where(CtaEvent.id == cta_id), conn=conn)
     if row is None:
         raise NotFound(f"no question {cta_id}")
-    return _question(row)
+    return rows.from_record(Question, row)
+
+
+#: What an answer must be, by kind (the database checks a choice against its options).
+_RESPONSE_TYPES: dict[CtaKind, type] = {CtaKind.approval: bool, CtaKind.text: str}
 
 
 @validated
@@ -121,25 +115,33 @@ async def answer(
 ) -> Question:
     """Answer a question: ``True``/``False`` for an approval, a string for text, one of the
     options for a choice. Refused (nothing changes) if it was answered or has expired."""
-    kind = await db.fetchval("SELECT kind FROM agent.cta_events WHERE id = $1", cta_id, conn=conn)
-    if kind is None:
+    found = await db.query_row(
+        CtaEvent.select(CtaEvent.kind).where(CtaEvent.id == cta_id), conn=conn
+    )
+    if found is None:
         raise NotFound(f"no question {cta_id}")
-    expected = {"approval": bool, "text": str}.get(kind)
+    kind = CtaKind(found[CtaEvent.kind._meta.db_column_name])
+    expected = _RESPONSE_TYPES.get(kind)
     if expected is not None and not isinstance(response, expected):
         raise RuleViolation(
             "cta_response_type",
-            f"cta_response_type: a {kind} question takes a {expected.__name__}, got {response!r}",
+            f"cta_response_type: a {kind.value} question takes a {expected.__name__}, "
+            f"got {response!r}",
         )
     # The database refuses a second answer, a late one and a choice not offered.
-    row = await db.fetchrow(
-        "UPDATE agent.cta_events SET response = $2::jsonb, responded_by = $3, "
-        f"responded_at = now() WHERE id = $1 RETURNING {_COLUMNS}",
-        cta_id,
-        db.dumps(response),
-        responded_by,
+    row = await db.query_row(
+        CtaEvent.update(
+            {
+                CtaEvent.response: db.dumps(response),
+                CtaEvent.responded_by: responded_by,
+                CtaEvent.responded_at: rows.now(),
+            }
+        )
+        .where(CtaEvent.id == cta_id)
+        .returning(*rows.columns(Question)),
         conn=conn,
     )
-    return _question(row)
+    return rows.from_record(Question, row)
 
 
 @validated
@@ -186,12 +188,4 @@ async def wait(
 async def expire(*, run_id: uuid.UUID | None = None, conn: asyncpg.Connection | None = None) -> int:
     """Close every unanswered, unexpired question (of one run, or all) now; waiters wake
     and get ``cta_expired``. Returns how many were closed."""
-    rows = await db.fetch(
-        "UPDATE agent.cta_events SET expires_at = now() "
-        "WHERE responded_at IS NULL AND (expires_at IS NULL OR expires_at > now()) "
-        "AND ($1::uuid IS NULL OR run_id = $1) "
-        f"RETURNING id, pg_notify('{CHANNEL}', id::text)",
-        run_id,
-        conn=conn,
-    )
-    return len(rows)
+    return len(await db.fetch(EXPIRE, run_id, CHANNEL, conn=conn))

@@ -7,7 +7,10 @@ Piccolo Table instances. Each is bound to the Table its rows come from with
 so a column renamed in :mod:`agent_app.tables` and not in a row type fails the moment
 the module is imported. Values are converted once, on the way in: enum columns become
 their Python enum, JSONB columns are decoded, unless the field asks for the text
-(``field=as_text(Table.column)``).
+(``field=as_text(Table.column)``). A field that is not a column (a value the statement
+computes, like ``true AS created``) is marked ``field=extra()``; a field with a default
+may be missing from a record (a statement that leaves a large column out), and then
+keeps its default.
 
 :func:`select` starts a Piccolo query for a row type's columns; :func:`from_record` turns
 a record (from Piccolo, a ``.sql`` statement returning ``*``, or asyncpg) into the row
@@ -23,13 +26,14 @@ from typing import Any, TypeVar
 
 from piccolo.columns import JSONB, Column
 from piccolo.query.methods.select import Select
+from piccolo.querystring import QueryString
 from piccolo.table import Table
 
 from agent_app import db
 
 R = TypeVar("R")
 
-_Field = tuple[str, str, Callable[[Any], Any] | None]
+_Field = tuple[str, str, Callable[[Any], Any] | None, bool]
 _FIELDS: dict[type, tuple[_Field, ...]] = {}
 _COLUMNS: dict[type, tuple[Column, ...]] = {}
 
@@ -39,6 +43,15 @@ class as_text:
     """Mark a JSONB column's field as holding the JSON text, not the decoded value."""
 
     column: Column
+
+
+@dataclasses.dataclass(frozen=True)
+class extra:
+    """Mark a field that is not a column of the Table: read from the record under the
+    field's name when the record has it, else the field's default."""
+
+
+_ABSENT = object()
 
 
 def _converter(column: Column, decode_json: bool) -> Callable[[Any], Any] | None:
@@ -51,7 +64,9 @@ def _converter(column: Column, decode_json: bool) -> Callable[[Any], Any] | None
     return None
 
 
-def row_type(table: type[Table], **sources: Column | as_text) -> Callable[[type[R]], type[R]]:
+def row_type(
+    table: type[Table], **sources: Column | as_text | extra
+) -> Callable[[type[R]], type[R]]:
     """Bind a dataclass to ``table``: each field must be a column of it, named like the
     column's attribute or mapped in ``sources`` (``field=Table.column``). Raises
     ``TypeError`` at import when a field matches no column."""
@@ -63,6 +78,12 @@ def row_type(table: type[Table], **sources: Column | as_text) -> Callable[[type[
         columns: list[Column] = []
         for f in dataclasses.fields(cls):
             source = sources.get(f.name)
+            optional = f.default is not dataclasses.MISSING or (
+                f.default_factory is not dataclasses.MISSING
+            )
+            if isinstance(source, extra):
+                fields.append((f.name, f.name, None, optional))
+                continue
             decode = not isinstance(source, as_text)
             if isinstance(source, as_text):
                 source = source.column
@@ -75,7 +96,9 @@ def row_type(table: type[Table], **sources: Column | as_text) -> Callable[[type[
                     f"{cls.__name__}.{f.name} is not a column of {table.__name__} "
                     f"(renamed in agent_app.tables?)"
                 )
-            fields.append((f.name, column._meta.db_column_name, _converter(column, decode)))
+            fields.append(
+                (f.name, column._meta.db_column_name, _converter(column, decode), optional)
+            )
             columns.append(column)
         _FIELDS[cls] = tuple(fields)
         _COLUMNS[cls] = tuple(columns)
@@ -100,15 +123,30 @@ def select(cls: type) -> Select:
     return cols[0]._meta.table.select(*cols)
 
 
-def from_record(cls: type[R], record: Mapping[str, Any] | None) -> R:
-    """Build ``cls`` from a record holding (at least) its columns, by column name. A
+def now() -> QueryString:
+    """The server's ``now()`` as a value in a Piccolo update or where clause, so
+    timestamps written through Piccolo come from the database clock (the transaction's
+    start), like those of the ``.sql`` statements."""
+    return QueryString("now()")
+
+
+def from_record(cls: type[R], record: Mapping[str, Any] | None, **given: Any) -> R:
+    """Build ``cls`` from a record holding (at least) its columns, by column name;
+    ``given`` fields are taken as passed instead (a value the caller already holds). A
     missing record (``fetchrow`` found none) is a bug of the caller: ``LookupError``."""
     if record is None:
         raise LookupError(f"no row to build a {cls.__name__} from")
     values = {}
-    for name, column, convert in _FIELDS[cls]:
-        value = record[column]
+    for name, column, convert, optional in _FIELDS[cls]:
+        if optional:
+            value = record.get(column, _ABSENT)
+            if value is _ABSENT:
+                continue  # the dataclass default
+        else:
+            value = record[column]
         values[name] = value if convert is None else convert(value)
+    if given:
+        values.update(given)
     return cls(**values)
 
 

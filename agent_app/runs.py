@@ -28,15 +28,21 @@ from decimal import Decimal
 from typing import Any
 
 import asyncpg
+from piccolo.columns import Column
+from piccolo.query.functions.aggregate import Count
 
-from agent_app import db, transitions
+from agent_app import db, rows, sqlfile, transitions
 from agent_app.enums import WORKING_PHASES, FeaturePhase, PhaseStatus
 from agent_app.errors import NotFound, RuleViolation
+from agent_app.tables import FeatureRun, PhaseResult
 from agent_app.validation import validated
 
 
+@rows.row_type(FeatureRun)
 @dataclass(frozen=True)
 class Run:
+    """A feature run (a row of ``feature_runs``, without its request text)."""
+
     id: uuid.UUID
     title: str
     repo_url: str
@@ -50,8 +56,11 @@ class Run:
     completed_at: dt.datetime | None
 
 
+@rows.row_type(PhaseResult)
 @dataclass(frozen=True)
 class Phase:
+    """One attempt at a phase (a row of ``phase_results``, without its output)."""
+
     id: uuid.UUID
     run_id: uuid.UUID
     phase: FeaturePhase
@@ -115,24 +124,17 @@ class Timeline:
         return sum((p.cost_usd for p in self.phases), Decimal(0))
 
 
-_RUN = (
-    "id, title, repo_url, base_branch, current_phase, sandbox_id, branch_name, pr_url, "
-    "error, created_at, completed_at"
-)
-_PHASE = "id, run_id, phase, status, attempt, summary, started_at, finished_at"
+SQL = sqlfile.load("runs")
+CREATE_RUN = SQL["create_run"]
+START_PHASE = SQL["start_phase"]
+TIMELINE = SQL["timeline"]
 
 
-def _run(row: Mapping[str, Any]) -> Run:
-    values = dict(row)
-    values["current_phase"] = FeaturePhase(values["current_phase"])
-    return Run(**values)
-
-
-def _phase(row: Mapping[str, Any]) -> Phase:
-    values = dict(row)
-    values["phase"] = FeaturePhase(values["phase"])
-    values["status"] = PhaseStatus(values["status"])
-    return Phase(**values)
+async def _row(c: asyncpg.Connection, query: Any) -> asyncpg.Record | None:
+    """One row of a Piccolo query on ``c``, a connection already inside this operation's
+    transaction (no savepoint of its own)."""
+    sql, args = db.compile_query(query)
+    return await c.fetchrow(sql, *args)
 
 
 @validated
@@ -147,36 +149,24 @@ async def create_run(
 ) -> Run:
     """A new run, in phase analysis."""
     row = await db.fetchrow(
-        "INSERT INTO agent.feature_runs (title, request, repo_url, base_branch, sandbox_id)"
-        f" VALUES ($1, $2, $3, $4, $5) RETURNING {_RUN}",
-        title,
-        request,
-        repo_url,
-        base_branch,
-        sandbox_id,
-        conn=conn,
+        CREATE_RUN, title, request, repo_url, base_branch, sandbox_id, conn=conn
     )
-    assert row is not None  # INSERT ... RETURNING: one row
-    return _run(row)
+    return rows.from_record(Run, row)
 
 
 @validated
 async def get_run(run_id: uuid.UUID, *, conn: asyncpg.Connection | None = None) -> Run:
-    row = await db.fetchrow(
-        f"SELECT {_RUN} FROM agent.feature_runs WHERE id = $1", run_id, conn=conn
-    )
+    row = await db.query_row(rows.select(Run).where(FeatureRun.id == run_id), conn=conn)
     if row is None:
         raise NotFound(f"no feature run {run_id}")
-    return _run(row)
+    return rows.from_record(Run, row)
 
 
 async def _locked_run(c: asyncpg.Connection, run_id: uuid.UUID) -> Run:
-    row = await c.fetchrow(
-        f"SELECT {_RUN} FROM agent.feature_runs WHERE id = $1 FOR NO KEY UPDATE", run_id
-    )
+    row = await _row(c, rows.select(Run).where(FeatureRun.id == run_id).lock_rows("NO KEY UPDATE"))
     if row is None:
         raise NotFound(f"no feature run {run_id}")
-    return _run(row)
+    return rows.from_record(Run, row)
 
 
 @validated
@@ -192,16 +182,10 @@ async def start_phase(
                 "phase_not_current",
                 f"phase_not_current: run {run_id} is in {run.current_phase.value}, "
                 f"cannot start {phase.value}",
-                table="phase_results",
+                table=PhaseResult._meta.tablename,
             )
-        row = await c.fetchrow(
-            "INSERT INTO agent.phase_results (run_id, phase, attempt) "
-            "SELECT $1, $2::varchar, coalesce(max(attempt), 0) + 1 FROM agent.phase_results "
-            f"WHERE run_id = $1 AND phase = $2::varchar RETURNING {_PHASE}",
-            run_id,
-            phase.value,
-        )
-    return _phase(row)
+        row = await c.fetchrow(START_PHASE, run_id, phase.value)
+    return rows.from_record(Phase, row)
 
 
 async def _finish_phase(
@@ -212,30 +196,35 @@ async def _finish_phase(
     error: str | None,
     conn: asyncpg.Connection | None,
 ) -> Phase:
-    row = await db.fetchrow(
-        "UPDATE agent.phase_results SET status = $2, summary = coalesce($3, summary), "
-        "output = coalesce($4::jsonb, output), error = $5, finished_at = now() "
-        f"WHERE id = $1 AND status = 'running' RETURNING {_PHASE}",
-        phase_result_id,
-        status.value,
-        summary,
-        None if output is None else db.dumps(output),
-        error,
+    values: dict[Column | str, Any] = {
+        PhaseResult.status: status.value,
+        PhaseResult.error: error,
+        PhaseResult.finished_at: rows.now(),
+    }
+    if summary is not None:
+        values[PhaseResult.summary] = summary
+    if output is not None:
+        values[PhaseResult.output] = db.dumps(output)
+    row = await db.query_row(
+        PhaseResult.update(values)
+        .where(PhaseResult.id == phase_result_id, PhaseResult.status == PhaseStatus.running.value)
+        .returning(*rows.columns(Phase)),
         conn=conn,
     )
     if row is None:
-        current = await db.fetchval(
-            "SELECT status FROM agent.phase_results WHERE id = $1", phase_result_id, conn=conn
+        current = await db.query_row(
+            PhaseResult.select(PhaseResult.status).where(PhaseResult.id == phase_result_id),
+            conn=conn,
         )
         if current is None:
             raise NotFound(f"no phase result {phase_result_id}")
         raise RuleViolation(
             "phase_status_transition",
-            f"phase_status_transition: attempt {phase_result_id} is already {current}, "
-            f"cannot become {status.value}",
-            table="phase_results",
+            f"phase_status_transition: attempt {phase_result_id} is already "
+            f"{current[PhaseResult.status._meta.db_column_name]}, cannot become {status.value}",
+            table=PhaseResult._meta.tablename,
         )
-    return _phase(row)
+    return rows.from_record(Phase, row)
 
 
 @validated
@@ -280,34 +269,37 @@ async def advance(
             raise RuleViolation(
                 "run_phase_transition",
                 f"run_phase_transition: run {run_id} is {run.current_phase.value}; it is over",
-                table="feature_runs",
+                table=FeatureRun._meta.tablename,
             )
-        counts = await c.fetchrow(
-            "SELECT count(*) FILTER (WHERE status = 'passed') AS passed, "
-            "count(*) FILTER (WHERE status = 'running') AS running "
-            "FROM agent.phase_results WHERE run_id = $1 AND phase = $2",
-            run_id,
-            run.current_phase.value,
+        sql, args = db.compile_query(
+            PhaseResult.select(PhaseResult.status, Count())
+            .where(PhaseResult.run_id == run_id, PhaseResult.phase == run.current_phase.value)
+            .group_by(PhaseResult.status)
         )
-        if counts["passed"] == 0 or counts["running"] > 0:
+        status = PhaseResult.status._meta.db_column_name
+        counts = {r[status]: r["count"] for r in await c.fetch(sql, *args)}
+        passed = counts.get(PhaseStatus.passed.value, 0)
+        running = counts.get(PhaseStatus.running.value, 0)
+        if passed == 0 or running > 0:
             raise RuleViolation(
                 "phase_not_passed",
-                f"phase_not_passed: run {run_id} has {counts['passed']} passed and "
-                f"{counts['running']} running attempts at {run.current_phase.value}",
-                table="feature_runs",
+                f"phase_not_passed: run {run_id} has {passed} passed and "
+                f"{running} running attempts at {run.current_phase.value}",
+                table=FeatureRun._meta.tablename,
             )
         following = transitions.next_phase(run.current_phase)
-        row = await c.fetchrow(
-            "UPDATE agent.feature_runs SET current_phase = $2::varchar, "
-            "pr_url = coalesce($3, pr_url), branch_name = coalesce($4, branch_name), "
-            "completed_at = CASE WHEN $2::varchar = 'completed' THEN now() ELSE completed_at END "
-            f"WHERE id = $1 RETURNING {_RUN}",
-            run_id,
-            following.value,
-            pr_url,
-            branch_name,
+        values: dict[Column | str, Any] = {FeatureRun.current_phase: following.value}
+        if pr_url is not None:
+            values[FeatureRun.pr_url] = pr_url
+        if branch_name is not None:
+            values[FeatureRun.branch_name] = branch_name
+        if following is FeaturePhase.completed:
+            values[FeatureRun.completed_at] = rows.now()
+        row = await _row(
+            c,
+            FeatureRun.update(values).where(FeatureRun.id == run_id).returning(*rows.columns(Run)),
         )
-    return _run(row)
+    return rows.from_record(Run, row)
 
 
 @validated
@@ -319,40 +311,40 @@ async def fail_run(run_id: uuid.UUID, error: str, *, conn: asyncpg.Connection | 
             raise RuleViolation(
                 "run_phase_transition",
                 f"run_phase_transition: run {run_id} is {run.current_phase.value}; it is over",
-                table="feature_runs",
+                table=FeatureRun._meta.tablename,
             )
-        await c.execute(
-            "UPDATE agent.phase_results SET status = 'failed', error = $2, finished_at = now() "
-            "WHERE run_id = $1 AND status = 'running'",
-            run_id,
-            error,
+        sql, args = db.compile_query(
+            PhaseResult.update(
+                {
+                    PhaseResult.status: PhaseStatus.failed.value,
+                    PhaseResult.error: error,
+                    PhaseResult.finished_at: rows.now(),
+                }
+            ).where(
+                PhaseResult.run_id == run_id,
+                PhaseResult.status == PhaseStatus.running.value,
+            )
         )
-        row = await c.fetchrow(
-            "UPDATE agent.feature_runs SET current_phase = 'failed', error = $2, "
-            f"completed_at = now() WHERE id = $1 RETURNING {_RUN}",
-            run_id,
-            error,
+        await c.execute(sql, *args)
+        row = await _row(
+            c,
+            FeatureRun.update(
+                {
+                    FeatureRun.current_phase: FeaturePhase.failed.value,
+                    FeatureRun.error: error,
+                    FeatureRun.completed_at: rows.now(),
+                }
+            )
+            .where(FeatureRun.id == run_id)
+            .returning(*rows.columns(Run)),
         )
-    return _run(row)
+    return rows.from_record(Run, row)
 
 
-# One statement, so one snapshot: the run, each of its attempts, and each attempt's
-# invocations with their step and tool-call counts - one row per invocation, or one
-# per attempt without any, or one for a run without attempts.
-TIMELINE = f"""
-SELECT {", ".join(f"r.{c} AS run_{c}" for c in _RUN.split(", "))},
-       {", ".join(f"p.{c} AS phase_{c}" for c in _PHASE.split(", "))},
-       i.id, i.phase_result_id, i.agent_id, i.agent_type, i.model, i.finish_reason,
-       i.input_tokens, i.output_tokens, i.cost_usd,
-       (SELECT count(*) FROM agent.agent_steps s WHERE s.invocation_id = i.id) AS steps,
-       (SELECT count(*) FROM agent.tool_calls t WHERE t.invocation_id = i.id) AS tool_calls,
-       i.started_at, i.finished_at
-  FROM agent.feature_runs r
-  LEFT JOIN agent.phase_results p ON p.run_id = r.id
-  LEFT JOIN agent.agent_invocations i ON i.phase_result_id = p.id AND i.run_id = r.id
- WHERE r.id = $1
- ORDER BY p.started_at, p.attempt, p.id, i.started_at, i.id
-"""
+def _prefixed(record: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    """The ``prefix``-ed columns of a timeline row, without their prefix."""
+    return {k.removeprefix(prefix): v for k, v in record.items() if k.startswith(prefix)}
+
 
 _INVOCATION = tuple(f.name for f in dataclasses.fields(InvocationSummary))
 
@@ -362,20 +354,19 @@ async def timeline(run_id: uuid.UUID, *, conn: asyncpg.Connection | None = None)
     """The run, its phase attempts in order, and each attempt's invocations with token,
     cost, step and tool-call counts. One statement, so it is one consistent moment even
     while workers add attempts and invocations."""
-    rows = await db.fetch(TIMELINE, run_id, conn=conn)
-    if not rows:
+    records = await db.fetch(TIMELINE, run_id, conn=conn)
+    if not records:
         raise NotFound(f"no feature run {run_id}")
-    run = _run({c: rows[0][f"run_{c}"] for c in _RUN.split(", ")})
+    run = rows.from_record(Run, _prefixed(records[0], "run_"))
     phases: dict[uuid.UUID, PhaseTimeline] = {}
-    for r in rows:
-        if r["phase_id"] is None:
+    for r in records:
+        key = r["phase_id"]
+        if key is None:
             continue
-        if r["phase_id"] not in phases:
-            phases[r["phase_id"]] = PhaseTimeline(
-                _phase({c: r[f"phase_{c}"] for c in _PHASE.split(", ")})
-            )
-        if r["id"] is not None:
-            phases[r["phase_id"]].invocations.append(
-                InvocationSummary(**{c: r[c] for c in _INVOCATION})
+        if key not in phases:
+            phases[key] = PhaseTimeline(rows.from_record(Phase, _prefixed(r, "phase_")))
+        if r["inv_id"] is not None:
+            phases[key].invocations.append(
+                InvocationSummary(**{c: r[f"inv_{c}"] for c in _INVOCATION})
             )
     return Timeline(run, list(phases.values()))

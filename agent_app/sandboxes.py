@@ -20,8 +20,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+from piccolo.columns import Column
+from piccolo.query.functions.conditional import Coalesce
 
-from agent_app import db
+from agent_app import db, rows, sqlfile
+from agent_app import tables as t
 from agent_app.enums import SandboxSourceType, SandboxStatus, SnapshotStatus, WorkspaceStatus
 from agent_app.errors import NotFound, RuleViolation
 from agent_app.validation import validated
@@ -31,8 +34,11 @@ class WorkspaceConflict(RuleViolation):
     """The worktree path or branch is held by another active workspace."""
 
 
+@rows.row_type(t.Sandbox)
 @dataclass(frozen=True)
 class Sandbox:
+    """A sandbox (a row of ``sandboxes``, without its config)."""
+
     id: uuid.UUID
     status: SandboxStatus
     source_type: SandboxSourceType
@@ -45,8 +51,11 @@ class Sandbox:
     stopped_at: dt.datetime | None
 
 
+@rows.row_type(t.SandboxSnapshot)
 @dataclass(frozen=True)
 class Snapshot:
+    """A snapshot of a sandbox (a row of ``sandbox_snapshots``, without its metadata)."""
+
     id: uuid.UUID
     sandbox_id: uuid.UUID
     status: SnapshotStatus
@@ -56,8 +65,11 @@ class Snapshot:
     deleted_at: dt.datetime | None
 
 
+@rows.row_type(t.Workspace)
 @dataclass(frozen=True)
 class Workspace:
+    """An agent's git worktree (a row of ``workspaces``)."""
+
     id: uuid.UUID
     agent_id: uuid.UUID
     sandbox_id: uuid.UUID | None
@@ -69,33 +81,13 @@ class Workspace:
     released_at: dt.datetime | None
 
 
-_SANDBOX = (
-    "id, status, source_type, source_ref, source_snapshot_id, provider, external_id, error, "
-    "started_at, stopped_at"
-)
-_SNAPSHOT = "id, sandbox_id, status, external_id, size_bytes, created_at, deleted_at"
-_WORKSPACE = (
-    "id, agent_id, sandbox_id, worktree_path, branch_name, base_ref, head_commit, status, "
-    "released_at"
-)
+SQL = sqlfile.load("sandboxes")
+CREATE = SQL["create"]
+SNAPSHOT = SQL["snapshot"]
+ALLOCATE_WORKSPACE = SQL["allocate_workspace"]
 
-
-def _sandbox(row: asyncpg.Record) -> Sandbox:
-    v = dict(row)
-    v["status"], v["source_type"] = SandboxStatus(v["status"]), SandboxSourceType(v["source_type"])
-    return Sandbox(**v)
-
-
-def _snapshot(row: asyncpg.Record) -> Snapshot:
-    v = dict(row)
-    v["status"] = SnapshotStatus(v["status"])
-    return Snapshot(**v)
-
-
-def _workspace(row: asyncpg.Record) -> Workspace:
-    v = dict(row)
-    v["status"] = WorkspaceStatus(v["status"])
-    return Workspace(**v)
+#: Sandbox statuses that stamp ``stopped_at``.
+_STOPPED = (SandboxStatus.stopped, SandboxStatus.failed, SandboxStatus.aborted)
 
 
 @validated
@@ -111,9 +103,7 @@ async def create(
 ) -> Sandbox:
     """A new sandbox, pending. ``source_snapshot_id`` is required exactly for snapshots."""
     row = await db.fetchrow(
-        "INSERT INTO agent.sandboxes (source_type, provider, source_ref, "
-        "source_snapshot_id, external_id, config) VALUES ($1, $2, $3, $4, $5, $6::jsonb) "
-        f"RETURNING {_SANDBOX}",
+        CREATE,
         SandboxSourceType(source_type).value,
         provider,
         source_ref,
@@ -122,7 +112,7 @@ async def create(
         db.dumps({} if config is None else config),
         conn=conn,
     )
-    return _sandbox(row)
+    return rows.from_record(Sandbox, row)
 
 
 @validated
@@ -134,21 +124,23 @@ async def set_status(
     conn: asyncpg.Connection | None = None,
 ) -> Sandbox:
     """Move the sandbox to ``status`` if the transition table allows it."""
-    row = await db.fetchrow(
-        "UPDATE agent.sandboxes SET status = $2::varchar, error = coalesce($3, error), "
-        "started_at = CASE WHEN $2::varchar = 'running' THEN coalesce(started_at, now()) "
-        "                  ELSE started_at END, "
-        "stopped_at = CASE WHEN $2::varchar IN ('stopped', 'failed', 'aborted') THEN now() "
-        "                  ELSE stopped_at END "
-        f"WHERE id = $1 RETURNING {_SANDBOX}",
-        sandbox_id,
-        SandboxStatus(status).value,
-        error,
+    status = SandboxStatus(status)
+    values: dict[Column | str, Any] = {t.Sandbox.status: status.value}
+    if error is not None:
+        values[t.Sandbox.error] = error
+    if status is SandboxStatus.running:  # the first start only
+        values[t.Sandbox.started_at] = Coalesce(t.Sandbox.started_at, rows.now())
+    if status in _STOPPED:
+        values[t.Sandbox.stopped_at] = rows.now()
+    row = await db.query_row(
+        t.Sandbox.update(values)
+        .where(t.Sandbox.id == sandbox_id)
+        .returning(*rows.columns(Sandbox)),
         conn=conn,
     )
     if row is None:
         raise NotFound(f"no sandbox {sandbox_id}")
-    return _sandbox(row)
+    return rows.from_record(Sandbox, row)
 
 
 @validated
@@ -163,8 +155,7 @@ async def snapshot(
 ) -> Snapshot:
     """Record a snapshot of the sandbox."""
     row = await db.fetchrow(
-        "INSERT INTO agent.sandbox_snapshots (sandbox_id, external_id, size_bytes, "
-        f"metadata, status) VALUES ($1, $2, $3, $4::jsonb, $5) RETURNING {_SNAPSHOT}",
+        SNAPSHOT,
         sandbox_id,
         external_id,
         size_bytes,
@@ -172,7 +163,7 @@ async def snapshot(
         SnapshotStatus(status).value,
         conn=conn,
     )
-    return _snapshot(row)
+    return rows.from_record(Snapshot, row)
 
 
 @validated
@@ -180,15 +171,23 @@ async def delete_snapshot(
     snapshot_id: uuid.UUID, *, conn: asyncpg.Connection | None = None
 ) -> Snapshot:
     """Mark a snapshot deleted (the row stays: sandboxes built from it still point at it)."""
-    row = await db.fetchrow(
-        "UPDATE agent.sandbox_snapshots SET status = 'deleted', deleted_at = now() "
-        f"WHERE id = $1 AND status <> 'deleted' RETURNING {_SNAPSHOT}",
-        snapshot_id,
+    row = await db.query_row(
+        t.SandboxSnapshot.update(
+            {
+                t.SandboxSnapshot.status: SnapshotStatus.deleted.value,
+                t.SandboxSnapshot.deleted_at: rows.now(),
+            }
+        )
+        .where(
+            t.SandboxSnapshot.id == snapshot_id,
+            t.SandboxSnapshot.status != SnapshotStatus.deleted.value,
+        )
+        .returning(*rows.columns(Snapshot)),
         conn=conn,
     )
     if row is None:
         raise NotFound(f"no undeleted snapshot {snapshot_id}")
-    return _snapshot(row)
+    return rows.from_record(Snapshot, row)
 
 
 @validated
@@ -205,8 +204,7 @@ async def allocate_workspace(
     Inside a caller's transaction a conflict leaves that transaction usable."""
     try:
         row = await db.fetchrow(
-            "INSERT INTO agent.workspaces (agent_id, sandbox_id, worktree_path, branch_name, "
-            f"base_ref) VALUES ($1, $2, $3, $4, $5) RETURNING {_WORKSPACE}",
+            ALLOCATE_WORKSPACE,
             agent_id,
             sandbox_id,
             worktree_path,
@@ -217,30 +215,41 @@ async def allocate_workspace(
     except RuleViolation as e:
         if e.rule not in _ACTIVE_KEYS:
             raise
-        column, value = _ACTIVE_KEYS[e.rule], worktree_path
-        if column == "branch_name":
-            value = branch_name
+        column = _ACTIVE_KEYS[e.rule]
+        value = branch_name if column is t.Workspace.branch_name else worktree_path
         # The failed INSERT ran in its own savepoint: this connection is still usable.
-        holder = await db.fetchrow(
-            "SELECT id, agent_id FROM agent.workspaces WHERE status = 'active' "
-            f"AND sandbox_id IS NOT DISTINCT FROM $1 AND {column} = $2",
-            sandbox_id,
-            value,
+        holder = await db.query_row(
+            t.Workspace.select(t.Workspace.id, t.Workspace.agent_id).where(
+                t.Workspace.status == WorkspaceStatus.active.value,
+                t.Workspace.sandbox_id.is_null()
+                if sandbox_id is None
+                else t.Workspace.sandbox_id == sandbox_id,
+                column == value,
+            ),
             conn=conn,
         )
         where = f"sandbox {sandbox_id}" if sandbox_id else "no sandbox"
-        held = f" by workspace {holder['id']} of agent {holder['agent_id']}" if holder else ""
+        held = ""
+        if holder is not None:
+            held = (
+                f" by workspace {holder[t.Workspace.id._meta.db_column_name]} "
+                f"of agent {holder[t.Workspace.agent_id._meta.db_column_name]}"
+            )
+        name = column._meta.db_column_name
         raise WorkspaceConflict(
             e.rule,
-            f"{e.rule}: {column} {value!r} in {where} is already active{held}",
-            table="workspaces",
+            f"{e.rule}: {name} {value!r} in {where} is already active{held}",
+            table=t.Workspace._meta.tablename,
         ) from e
-    return _workspace(row)
+    return rows.from_record(Workspace, row)
 
 
-_ACTIVE_KEYS = {
-    "workspaces_active_path_key": "worktree_path",
-    "workspaces_active_branch_key": "branch_name",
+#: The unique indexes that keep active workspaces apart, by name: the column each one
+#: adds to the sandbox (the worktree path, or the branch).
+_ACTIVE_KEYS: dict[str, Column] = {
+    index.name: t.Workspace._meta.get_column_by_name(index.columns[-1])
+    for index in t.Workspace._indexes
+    if index.unique
 }
 
 
@@ -252,23 +261,27 @@ async def release_workspace(
     conn: asyncpg.Connection | None = None,
 ) -> Workspace:
     """Release an active workspace (its path and branch become free)."""
-    row = await db.fetchrow(
-        "UPDATE agent.workspaces SET status = 'released', released_at = now(), "
-        "head_commit = coalesce($2, head_commit) "
-        f"WHERE id = $1 AND status = 'active' RETURNING {_WORKSPACE}",
-        workspace_id,
-        head_commit,
+    values: dict[Column | str, Any] = {
+        t.Workspace.status: WorkspaceStatus.released.value,
+        t.Workspace.released_at: rows.now(),
+    }
+    if head_commit is not None:
+        values[t.Workspace.head_commit] = head_commit
+    row = await db.query_row(
+        t.Workspace.update(values)
+        .where(t.Workspace.id == workspace_id, t.Workspace.status == WorkspaceStatus.active.value)
+        .returning(*rows.columns(Workspace)),
         conn=conn,
     )
     if row is None:
-        exists = await db.fetchval(
-            "SELECT 1 FROM agent.workspaces WHERE id = $1", workspace_id, conn=conn
+        exists = await db.query_row(
+            t.Workspace.select(t.Workspace.id).where(t.Workspace.id == workspace_id), conn=conn
         )
         if exists is None:
             raise NotFound(f"no workspace {workspace_id}")
         raise RuleViolation(
             "workspace_released",
             f"workspace_released: workspace {workspace_id} was already released",
-            table="workspaces",
+            table=t.Workspace._meta.tablename,
         )
-    return _workspace(row)
+    return rows.from_record(Workspace, row)

@@ -26,11 +26,21 @@ from enum import Enum
 from typing import Any
 
 import asyncpg
+from piccolo.columns import Column
 
-from agent_app import db
+from agent_app import db, rows, sqlfile
 from agent_app.enums import AgentType, FinishReason, ToolOutputType
 from agent_app.errors import NotFound, RuleViolation
+from agent_app.tables import AgentInvocation, AgentStep, ToolCall
 from agent_app.validation import validated
+
+SQL = sqlfile.load("telemetry")
+START_INVOCATION = SQL["start_invocation"]
+ROLLUP = SQL["rollup_usage"]
+RECORD_STEP = SQL["record_step"]
+KNOWN_INVOCATIONS = SQL["known_invocations"]
+STORED_CALLS = SQL["stored_calls"]
+APPLY_RESULTS = SQL["apply_results"]
 
 
 @dataclass(frozen=True)
@@ -92,41 +102,86 @@ def _bad(rule: str, where: str, message: str) -> RuleViolation:
     return RuleViolation(rule, f"{rule}: {where}{message}")
 
 
-def _enum(value: Any, enum: type[Enum], column: str, where: str) -> str:
+@dataclass(frozen=True, slots=True)
+class _EnumColumn:
+    """An enum column as validation needs it, read once (validation runs per row)."""
+
+    enum: type[Enum]
+    name: str
+
+
+def _enum_column(column: Column) -> _EnumColumn:
+    enum = column._meta.choices
+    assert isinstance(enum, type) and issubclass(enum, Enum), column
+    return _EnumColumn(enum, column._meta.db_column_name)
+
+
+_STEP_FINISH_REASON = _enum_column(AgentStep.finish_reason)
+_CALL_OUTPUT_TYPE = _enum_column(ToolCall.output_type)
+_INVOCATION_AGENT_TYPE = _enum_column(AgentInvocation.agent_type)
+_INVOCATION_FINISH_REASON = _enum_column(AgentInvocation.finish_reason)
+
+
+def _enum(value: Any, column: _EnumColumn, where: str) -> str:
+    """``value`` as the enum column's value, or ``<column>_enum`` naming the allowed ones."""
     try:
-        return enum(value).value
+        return str(column.enum(value).value)
     except ValueError:
+        name, enum = column.name, column.enum
         allowed = ", ".join(m.value for m in enum)
         raise _bad(
-            f"{column}_enum", where, f"{column} {value!r} is not a {enum.__name__} ({allowed})"
+            f"{name}_enum", where, f"{name} {value!r} is not a {enum.__name__} ({allowed})"
         ) from None
 
 
+#: The step's usage columns, in the order _check_step reads them.
+_USAGE = tuple(
+    column._meta.db_column_name
+    for column in (
+        AgentStep.input_tokens,
+        AgentStep.output_tokens,
+        AgentStep.cached_input_tokens,
+        AgentStep.reasoning_tokens,
+        AgentStep.cost_usd,
+    )
+)
+
+
 def _check_step(step: StepIn, where: str = "") -> None:
-    _enum(step.finish_reason, FinishReason, "finish_reason", where)
+    _enum(step.finish_reason, _STEP_FINISH_REASON, where)
     if step.step_number < 0:
         raise _bad("step_number_min", where, f"step_number {step.step_number} < 0")
-    for name in ("input_tokens", "output_tokens", "cached_input_tokens", "reasoning_tokens"):
-        value = getattr(step, name)
+    usage = (
+        step.input_tokens,
+        step.output_tokens,
+        step.cached_input_tokens,
+        step.reasoning_tokens,
+        step.cost_usd,
+    )
+    for name, value in zip(_USAGE, usage, strict=True):
         if value is not None and value < 0:
             raise _bad("usage_non_negative", where, f"{name} {value} < 0")
-    if step.cost_usd is not None and step.cost_usd < 0:
-        raise _bad("usage_non_negative", where, f"cost_usd {step.cost_usd} < 0")
     seen: set[str] = set()
     for call in step.tool_calls:
         if call.tool_call_id in seen:
-            raise _bad(
-                "tool_calls_invocation_call_key", where, f"tool_call_id {call.tool_call_id!r} twice"
-            )
+            raise _bad(_ONE_CALL_PER_ID, where, f"tool_call_id {call.tool_call_id!r} twice")
         seen.add(call.tool_call_id)
         if call.output_type is not None:
-            _enum(call.output_type, ToolOutputType, "output_type", where)
+            _enum(call.output_type, _CALL_OUTPUT_TYPE, where)
         elif call.output is not None:
             raise _bad("output_has_type", where, f"tool call {call.tool_call_id!r} has no type")
 
 
 def _check_result(result: ToolResultIn, where: str = "") -> None:
-    _enum(result.output_type, ToolOutputType, "output_type", where)
+    _enum(result.output_type, _CALL_OUTPUT_TYPE, where)
+
+
+#: The unique key on a tool call's (invocation_id, tool_call_id).
+_ONE_CALL_PER_ID = ToolCall.tool_calls_invocation_call_key._meta.name
+#: The foreign key from a step to its invocation (PostgreSQL's default name).
+_STEP_INVOCATION_FKEY = (
+    f"{AgentStep._meta.tablename}_{AgentStep.invocation_id._meta.db_column_name}_fkey"
+)
 
 
 # --------------------------------------------------------------------------- #
@@ -147,11 +202,9 @@ async def start_invocation(
     conn: asyncpg.Connection | None = None,
 ) -> uuid.UUID:
     """Record that an agent was invoked in a phase attempt of the run; returns its id."""
-    agent_type_value = _enum(agent_type, AgentType, "agent_type", "")
+    agent_type_value = _enum(agent_type, _INVOCATION_AGENT_TYPE, "")
     return await db.fetchval(
-        "INSERT INTO agent.agent_invocations (run_id, phase_result_id, agent_type, model, "
-        "agent_id, parent_invocation_id, input) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb) "
-        "RETURNING id",
+        START_INVOCATION,
         run_id,
         phase_result_id,
         agent_type_value,
@@ -163,18 +216,6 @@ async def start_invocation(
     )
 
 
-ROLLUP = """
-UPDATE agent.agent_invocations AS i
-   SET input_tokens = u.input_tokens, output_tokens = u.output_tokens, cost_usd = u.cost_usd
-  FROM (SELECT coalesce(sum(input_tokens), 0) AS input_tokens,
-               coalesce(sum(output_tokens), 0) AS output_tokens,
-               coalesce(sum(cost_usd), 0) AS cost_usd
-          FROM agent.agent_steps WHERE invocation_id = $1) AS u
- WHERE i.id = $1
-RETURNING i.input_tokens, i.output_tokens, i.cost_usd
-"""
-
-
 @validated
 async def rollup_usage(
     invocation_id: uuid.UUID, *, conn: asyncpg.Connection | None = None
@@ -184,7 +225,7 @@ async def rollup_usage(
     row = await db.fetchrow(ROLLUP, invocation_id, conn=conn)
     if row is None:
         raise NotFound(f"no invocation {invocation_id}")
-    return row["input_tokens"], row["output_tokens"], row["cost_usd"]
+    return row[0], row[1], row[2]
 
 
 @validated
@@ -197,18 +238,21 @@ async def finish_invocation(
     conn: asyncpg.Connection | None = None,
 ) -> tuple[int, int, Decimal]:
     """Close the invocation (output, finish reason, error) and roll its usage up."""
-    reason = (
-        None if finish_reason is None else _enum(finish_reason, FinishReason, "finish_reason", "")
+    reason = None if finish_reason is None else _enum(finish_reason, _INVOCATION_FINISH_REASON, "")
+    sql, args = db.compile_query(
+        AgentInvocation.update(
+            {
+                AgentInvocation.output: _json(output),
+                AgentInvocation.finish_reason: reason,
+                AgentInvocation.error: error,
+                AgentInvocation.finished_at: rows.now(),
+            }
+        )
+        .where(AgentInvocation.id == invocation_id)
+        .returning(AgentInvocation.id)
     )
     async with db.transaction(conn) as c:
-        done = await c.fetchval(
-            "UPDATE agent.agent_invocations SET output = $2::jsonb, finish_reason = $3, "
-            "error = $4, finished_at = now() WHERE id = $1 RETURNING id",
-            invocation_id,
-            None if output is None else db.dumps(output),
-            reason,
-            error,
-        )
+        done = await c.fetchval(sql, *args)
         if done is None:
             raise NotFound(f"no invocation {invocation_id}")
         return await rollup_usage(invocation_id, conn=c)
@@ -217,23 +261,6 @@ async def finish_invocation(
 # --------------------------------------------------------------------------- #
 # Steps, tool calls and results: one at a time
 # --------------------------------------------------------------------------- #
-
-RECORD_STEP = """
-WITH step AS (
-    INSERT INTO agent.agent_steps (id, invocation_id, step_number, finish_reason,
-        raw_finish_reason, text, reasoning, input_tokens, output_tokens, cached_input_tokens,
-        reasoning_tokens, cost_usd, response_metadata, started_at, finished_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::jsonb,
-            coalesce($14, now()), $15)
-    RETURNING id, invocation_id
-)
-INSERT INTO agent.tool_calls (step_id, invocation_id, tool_call_id, tool_name, input,
-                              provider_executed, output_type, output, finished_at)
-SELECT step.id, step.invocation_id, t.call_id, t.name, t.input::jsonb, t.provider, t.otype,
-       t.output::jsonb, CASE WHEN t.otype IS NULL THEN NULL ELSE now() END
-  FROM step, unnest($16::varchar[], $17::varchar[], $18::text[], $19::boolean[],
-                    $20::varchar[], $21::text[]) AS t(call_id, name, input, provider, otype, output)
-"""
 
 
 def _json(value: Any) -> str | None:
@@ -274,13 +301,6 @@ async def record_step(step: StepIn, *, conn: asyncpg.Connection | None = None) -
     return step_id
 
 
-RECORD_RESULT = """
-UPDATE agent.tool_calls SET output_type = $3, output = $4::jsonb, finished_at = now()
- WHERE invocation_id = $1 AND tool_call_id = $2 AND output_type IS NULL
-RETURNING id
-"""
-
-
 @validated
 async def record_tool_result(
     result: ToolResultIn, *, conn: asyncpg.Connection | None = None
@@ -288,28 +308,31 @@ async def record_tool_result(
     """Attach a result to its call. Refused if the call does not exist
     (``tool_call_missing``) or already has a result (``tool_result_once``)."""
     _check_result(result)
-    row_id = await db.fetchval(
-        RECORD_RESULT,
-        result.invocation_id,
-        result.tool_call_id,
-        ToolOutputType(result.output_type).value,
-        _json(result.output),
+    call = (ToolCall.invocation_id == result.invocation_id) & (
+        ToolCall.tool_call_id == result.tool_call_id
+    )
+    row = await db.query_row(
+        ToolCall.update(
+            {
+                ToolCall.output_type: ToolOutputType(result.output_type).value,
+                ToolCall.output: _json(result.output),
+                ToolCall.finished_at: rows.now(),
+            }
+        )
+        .where(call, ToolCall.output_type.is_null())
+        .returning(ToolCall.id),
         conn=conn,
     )
-    if row_id is not None:
-        return row_id
-    exists = await db.fetchval(
-        "SELECT output_type FROM agent.tool_calls WHERE invocation_id = $1 AND tool_call_id = $2",
-        result.invocation_id,
-        result.tool_call_id,
-        conn=conn,
-    )
-    if exists is None:
+    if row is not None:
+        return row[ToolCall.id._meta.db_column_name]  # type: ignore[no-any-return]
+    stored = await db.query_row(ToolCall.select(ToolCall.output_type).where(call), conn=conn)
+    if stored is None:
         raise _bad(
             "tool_call_missing",
             "",
             f"invocation {result.invocation_id} has no tool call {result.tool_call_id!r}",
         )
+    exists = stored[ToolCall.output_type._meta.db_column_name]
     raise _bad(
         "tool_result_once", "", f"tool call {result.tool_call_id!r} already has a result ({exists})"
     )
@@ -319,24 +342,25 @@ async def record_tool_result(
 # Bulk: COPY
 # --------------------------------------------------------------------------- #
 
-STEP_COLUMNS = (
-    "id", "invocation_id", "step_number", "finish_reason", "raw_finish_reason", "text",
-    "reasoning", "input_tokens", "output_tokens", "cached_input_tokens", "reasoning_tokens",
-    "cost_usd", "response_metadata", "started_at", "finished_at",
+#: The columns COPY fills, in the order of ingest's records (names from the Tables).
+STEP_COLUMNS = tuple(
+    c._meta.db_column_name
+    for c in (
+        AgentStep.id, AgentStep.invocation_id, AgentStep.step_number, AgentStep.finish_reason,
+        AgentStep.raw_finish_reason, AgentStep.text, AgentStep.reasoning,
+        AgentStep.input_tokens, AgentStep.output_tokens, AgentStep.cached_input_tokens,
+        AgentStep.reasoning_tokens, AgentStep.cost_usd, AgentStep.response_metadata,
+        AgentStep.started_at, AgentStep.finished_at,
+    )
 )  # fmt: skip
-TOOL_CALL_COLUMNS = (
-    "id", "step_id", "invocation_id", "tool_call_id", "tool_name", "input",
-    "provider_executed", "output_type", "output", "started_at", "finished_at",
+TOOL_CALL_COLUMNS = tuple(
+    c._meta.db_column_name
+    for c in (
+        ToolCall.id, ToolCall.step_id, ToolCall.invocation_id, ToolCall.tool_call_id,
+        ToolCall.tool_name, ToolCall.input, ToolCall.provider_executed, ToolCall.output_type,
+        ToolCall.output, ToolCall.started_at, ToolCall.finished_at,
+    )
 )  # fmt: skip
-
-APPLY_RESULTS = """
-UPDATE agent.tool_calls AS t
-   SET output_type = r.otype, output = r.output::jsonb, finished_at = now()
-  FROM unnest($1::uuid[], $2::varchar[], $3::varchar[], $4::text[])
-       AS r(invocation_id, call_id, otype, output)
- WHERE t.invocation_id = r.invocation_id AND t.tool_call_id = r.call_id AND t.output_type IS NULL
-RETURNING t.id
-"""
 
 
 @validated
@@ -370,7 +394,7 @@ async def ingest(
             key = (s.invocation_id, t.tool_call_id)
             if key in batch_calls:
                 raise _bad(
-                    "tool_calls_invocation_call_key",
+                    _ONE_CALL_PER_ID,
                     f"row {i} (step): ",
                     f"tool_call_id {t.tool_call_id!r} also in row {batch_calls[key]}",
                 )
@@ -386,17 +410,11 @@ async def ingest(
 
     async with db.transaction(conn) as c:
         invocations = {s.invocation_id for s in steps} | {r.invocation_id for r in results}
-        known = {
-            r["id"]
-            for r in await c.fetch(
-                "SELECT id FROM agent.agent_invocations WHERE id = ANY($1::uuid[])",
-                list(invocations),
-            )
-        }
+        known = {r[0] for r in await c.fetch(KNOWN_INVOCATIONS, list(invocations))}
         for i, s in enumerate(steps):
             if s.invocation_id not in known:
                 raise _bad(
-                    "agent_steps_invocation_id_fkey",
+                    _STEP_INVOCATION_FKEY,
                     f"row {i} (step): ",
                     f"invocation {s.invocation_id} does not exist",
                 )
@@ -418,11 +436,9 @@ async def ingest(
         ]
         if outside:
             stored = {
-                (r["invocation_id"], r["tool_call_id"]): r["output_type"]
+                (r[0], r[1]): r[2]
                 for r in await c.fetch(
-                    "SELECT invocation_id, tool_call_id, output_type FROM agent.tool_calls "
-                    "WHERE (invocation_id, tool_call_id) IN "
-                    "(SELECT * FROM unnest($1::uuid[], $2::varchar[]))",
+                    STORED_CALLS,
                     [r.invocation_id for _, r in outside],
                     [r.tool_call_id for _, r in outside],
                 )
@@ -443,12 +459,15 @@ async def ingest(
                     )
         if step_records:
             await c.copy_records_to_table(
-                "agent_steps", schema_name="agent", columns=STEP_COLUMNS, records=step_records
+                AgentStep._meta.tablename,
+                schema_name=AgentStep._meta.schema,
+                columns=STEP_COLUMNS,
+                records=step_records,
             )
         if call_records:
             await c.copy_records_to_table(
-                "tool_calls",
-                schema_name="agent",
+                ToolCall._meta.tablename,
+                schema_name=ToolCall._meta.schema,
                 columns=TOOL_CALL_COLUMNS,
                 records=call_records,
             )
