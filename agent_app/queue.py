@@ -36,7 +36,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import functools
 import logging
 import os
 import socket
@@ -48,9 +47,12 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from agent_app import db
-from agent_app.constants import MAX_MESSAGE_PRIORITY, MESSAGES_CHANNEL, sql_value
+from agent_app import db, sqlfile
+from agent_app import tables as t
+from agent_app.constants import MAX_MESSAGE_PRIORITY, MESSAGES_CHANNEL
+from agent_app.enums import MessageStatus
 from agent_app.errors import DatabaseUnavailable, LeaseLost, RuleViolation
+from agent_app.rows import as_text, from_records, row_type
 from agent_app.validation import validated
 
 T = TypeVar("T")
@@ -84,11 +86,13 @@ class Outgoing:
     max_attempts: int = 5
 
 
+@row_type(t.Message, payload_json=as_text(t.Message.payload))
 @dataclass(slots=True)
 class Message:
-    """A claimed message (treat it as read-only). ``attempts`` counts this claim; with
-    ``claimed_by`` it identifies the lease that :func:`ack` and friends check.
-    ``payload`` is decoded from JSON when first read."""
+    """A claimed message (a row of ``messages``; treat it as read-only). ``attempts``
+    counts this claim; with ``claimed_by`` it identifies the lease that :func:`ack` and
+    friends check. ``payload_json`` is the payload as sent (JSON text); ``payload``
+    decodes it each time it is read."""
 
     id: int
     recipient_id: uuid.UUID
@@ -109,208 +113,50 @@ class Message:
         return db.loads(self.payload_json)
 
 
+# What the lease-checked statements return per message.
+@row_type(t.Message)
+@dataclass(frozen=True, slots=True)
+class _MessageId:
+    id: int
+
+
+@row_type(t.Message)
+@dataclass(frozen=True, slots=True)
+class _Lease:
+    id: int
+    lease_expires_at: dt.datetime
+
+
+@row_type(t.Message)
+@dataclass(frozen=True, slots=True)
+class _Retry:
+    id: int
+    status: MessageStatus
+    available_at: dt.datetime
+
+
 # --------------------------------------------------------------------------- #
-# SQL - each statement is the whole operation, so each operation is atomic.
+# SQL - each statement is the whole operation, so each operation is atomic. The
+# statements, and why each is written the way it is: agent_app/sql/queries/queue.sql.
 # --------------------------------------------------------------------------- #
 
-# send_many: one INSERT for the whole batch; ids come back in input order. Columns that
-# are the same for every message travel as one parameter, the others as arrays.
-_SEND_COLUMNS: tuple[tuple[str, str, str], ...] = (
-    # (column, SQL type of the parameter, expression inserted)
-    ("recipient_id", "uuid", "{}"),
-    ("kind", "varchar", "{}"),
-    ("payload", "text", "{}::jsonb"),
-    ("priority", "smallint", "{}"),
-    ("sender_id", "uuid", "{}"),
-    ("run_id", "uuid", "{}"),
-    ("available_at", "interval", "now() + {}"),
-    ("max_attempts", "int", "{}"),
-)
-
-
-# With more than one recipient the batch first locks them FOR SHARE in the API's lock
-# order (agents by depth_level, id; see agent_app.db), in an InitPlan that runs before
-# the first row is inserted; the messages_recipient trigger then finds each one locked.
-# (One recipient: the trigger's own FOR SHARE is the only agent lock, nothing to order.)
-_LOCK_RECIPIENTS = """
-WITH recipients AS (
-    SELECT id FROM agent.agents WHERE id = ANY(${n}::uuid[])
-     ORDER BY depth_level, id
-       FOR SHARE
-)
-"""
-
-
-@functools.cache
-def _send_sql(varying: tuple[bool, ...], lock_recipients: bool = False) -> str:
-    """The INSERT for a batch whose columns vary (array) or not (scalar) as given; with
-    ``lock_recipients``, the distinct recipients come as one more array parameter."""
-    exprs, arrays, aliases = [], [], []
-    for i, ((column, sql_type, expr), is_array) in enumerate(
-        zip(_SEND_COLUMNS, varying, strict=True)
-    ):
-        if is_array:
-            arrays.append(f"${i + 1}::{sql_type}[]")
-            aliases.append(column)
-            exprs.append(expr.format(f"t.{column}"))
-        else:
-            exprs.append(expr.format(f"${i + 1}::{sql_type}"))
-    columns = ", ".join(c for c, _, _ in _SEND_COLUMNS)
-    head, gate = "", ""
-    if lock_recipients:
-        head = _LOCK_RECIPIENTS.format(n=len(_SEND_COLUMNS) + 1)
-        gate = "WHERE (SELECT count(*) FROM recipients) >= 0 "
-    if not arrays:
-        return (
-            f"{head}INSERT INTO agent.messages ({columns}) SELECT {', '.join(exprs)} "
-            f"{gate}RETURNING id"
-        )
-    return (
-        f"{head}INSERT INTO agent.messages ({columns}) SELECT {', '.join(exprs)} "
-        f"FROM unnest({', '.join(arrays)}) WITH ORDINALITY AS t({', '.join(aliases)}, n) "
-        f"{gate}ORDER BY t.n RETURNING id"
-    )
-
-
-# claim: requeue this worker's recipients' expired claims (dead after the last attempt,
-# with a NOTIFY so idle consumers claim them at once), then take the best available
-# messages in priority-FIFO order. LockRows sits under the LIMIT, so the statement locks
-# exactly the rows it claims: no better message is held back from a concurrent claimer.
-# The recipient test is filled in per call: "= $1" (an ordered scan of the partial claim
-# index) for one recipient, "= ANY($1)" (a sort of their pending rows) for several.
-# Both UPDATEs find their rows by "id = ANY(ARRAY(subquery))": a primary-key lookup of
-# the ids the subquery locked, whatever the planner guesses. (With "FROM chosen WHERE
-# m.id = chosen.id", the generic plan that asyncpg's prepared statement settles on after
-# five calls guesses LIMIT $2 at 10% of the table and hash-joins a sequential scan of
-# all of it: 20-60 ms per claim once the table has worked for a while.)
-_CLAIM = """
-WITH requeued AS (
-    UPDATE agent.messages
-       SET status = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'pending' END,
-           finished_at = CASE WHEN attempts >= max_attempts THEN now() END,
-           last_error = CASE WHEN attempts >= max_attempts
-                             THEN 'lease expired on the last attempt (held by ' || claimed_by || ')'
-                             ELSE 'lease expired (held by ' || claimed_by || ')' END,
-           lease_expires_at = NULL, claimed_by = NULL, claimed_at = NULL, available_at = now()
-     WHERE id = ANY(ARRAY(SELECT id FROM agent.messages
-                           WHERE status = 'claimed' AND lease_expires_at < statement_timestamp()
-                             AND {recipients}
-                             FOR UPDATE SKIP LOCKED))
-    RETURNING CASE WHEN status = 'pending'
-                   THEN pg_notify({channel}, recipient_id::text) END
-), chosen AS (
-    SELECT id FROM agent.messages
-     WHERE {recipients} AND status = 'pending' AND available_at <= now()
-     ORDER BY priority DESC, id
-     LIMIT $2
-       FOR UPDATE SKIP LOCKED
-)
-UPDATE agent.messages AS m
-   SET status = 'claimed', attempts = m.attempts + 1, claimed_by = $3, claimed_at = now(),
-       lease_expires_at = statement_timestamp() + $4::interval
- WHERE m.id = ANY(ARRAY(SELECT id FROM chosen))
-RETURNING m.id, m.recipient_id, m.sender_id, m.run_id, m.kind, m.payload::text AS payload,
-          m.priority, m.attempts, m.max_attempts, m.claimed_by, m.lease_expires_at,
-          m.created_at, m.last_error
-"""
-CLAIM_ONE = _CLAIM.format(recipients="recipient_id = $1::uuid", channel=sql_value(CHANNEL))
-CLAIM_MANY = _CLAIM.format(recipients="recipient_id = ANY($1::uuid[])", channel=sql_value(CHANNEL))
-
-# The lease check shared by ack/fail/extend/release, as one all-or-nothing statement:
-# update the listed messages still held by this worker at this attempt; if that is not
-# every one of them, raise_rule() aborts the statement, so nothing changes and no
-# explicit transaction (three round trips) is needed. "id = ANY" is a primary-key lookup;
-# "still claimed" is written as "has an unexpired lease" (claimed, under the
-# claim_has_lease CHECK, and not past its end: an expired lease is lost), so the planner
-# is not tempted to scan the partial index of all claimed messages.
-# Each message's attempt is looked up by its position in the list.
-_HELD = """
-WITH changed AS (
-    UPDATE agent.messages AS m
-       SET {set}
-     WHERE m.id = ANY($1::bigint[]) AND m.lease_expires_at > statement_timestamp()
-       AND m.claimed_by = $2
-       AND m.attempts = ($3::int[])[array_position($1::bigint[], m.id)]
-    RETURNING {returning}
-)
-SELECT * FROM changed
- WHERE CASE WHEN (SELECT count(*) FROM changed) = cardinality($1::bigint[]) THEN true
-            ELSE agent.raise_rule('lease_lost', 'a listed message is no longer held') END
-"""
-
-NOT_HELD = """
-SELECT t.id FROM unnest($1::bigint[], $3::int[]) AS t(id, attempts)
- WHERE NOT EXISTS (SELECT 1 FROM agent.messages AS m
-                    WHERE m.id = t.id AND m.lease_expires_at > statement_timestamp()
-                      AND m.claimed_by = $2
-                      AND m.attempts = t.attempts)
-"""
-
-ACK = _HELD.format(
-    set="status = 'done', finished_at = now(), lease_expires_at = NULL", returning="m.id"
-)
-
-EXTEND = _HELD.format(
-    set="lease_expires_at = statement_timestamp() + $4::interval",
-    returning="m.id, m.lease_expires_at",
-)
-
-# release: give the message back without spending an attempt (shutdown, prefetch).
-RELEASE = _HELD.format(
-    set="status = 'pending', attempts = m.attempts - 1, claimed_by = NULL, "
-    "lease_expires_at = NULL, claimed_at = NULL, available_at = now()",
-    returning=f"m.id, pg_notify('{CHANNEL}', m.recipient_id::text)",
-)
-
-FAIL = _HELD.format(
-    set="""status = CASE WHEN $4 AND m.attempts < m.max_attempts THEN 'pending' ELSE 'dead' END,
-       available_at = CASE WHEN $4 AND m.attempts < m.max_attempts
-                           THEN now() + least($5::interval * power(2, m.attempts - 1), $6::interval)
-                           ELSE m.available_at END,
-       finished_at = CASE WHEN $4 AND m.attempts < m.max_attempts THEN NULL ELSE now() END,
-       claimed_by = NULL, lease_expires_at = NULL, last_error = $7""",
-    returning="m.id, m.status, m.available_at",
-)
-
-# Locks the rows in id order (the lock order of agent_app.db) before changing them.
-CANCEL_PENDING = """
-UPDATE agent.messages
-   SET status = 'cancelled', finished_at = now()
- WHERE id IN (SELECT id FROM agent.messages
-               WHERE recipient_id = ANY($1::uuid[]) AND status = 'pending'
-               ORDER BY id
-                 FOR NO KEY UPDATE)
-   AND status = 'pending'
-RETURNING id
-"""
-
-REDRIVE = f"""
-WITH redriven AS (
-    UPDATE agent.messages
-       SET status = 'pending', attempts = 0, available_at = now(), finished_at = NULL
-     WHERE status = 'dead'
-       AND ($1::bigint[] IS NULL OR id = ANY($1::bigint[]))
-       -- a finished agent gets no message again (the database would cancel it)
-       AND NOT EXISTS (SELECT 1 FROM agent.agents AS a
-                        WHERE a.id = recipient_id
-                          AND a.status IN ('completed', 'failed', 'terminated'))
-       AND ($2::uuid IS NULL OR recipient_id = $2::uuid)
-    RETURNING id, recipient_id
-)
-SELECT id, pg_notify('{CHANNEL}', recipient_id::text) FROM redriven
-"""
-
-ANY_AVAILABLE = """
-SELECT EXISTS (SELECT 1 FROM unnest($1::uuid[]) AS r(id)
-                WHERE EXISTS (SELECT 1 FROM agent.messages
-                               WHERE recipient_id = r.id AND status = 'pending'
-                                 AND available_at <= now()))
-"""
-
-NEXT_AVAILABLE = """
-SELECT min(available_at) FROM agent.messages
- WHERE recipient_id = ANY($1::uuid[]) AND status = 'pending'
-"""
+SQL = sqlfile.load("queue")
+SEND = SQL["send"]
+SEND_MANY = SQL["send_many"]
+CLAIM_ONE = SQL["claim_one"]
+CLAIM_MANY = SQL["claim_many"]
+ANY_AVAILABLE = SQL["any_available"]
+NEXT_AVAILABLE = SQL["next_available"]
+ACK = SQL["ack"]
+ACKED_ALREADY = SQL["acked_already"]
+NOT_HELD = SQL["not_held"]
+EXTEND = SQL["extend"]
+RELEASE = SQL["release"]
+FAIL = SQL["fail"]
+EXTEND_HELD = SQL["extend_held"]
+RELEASE_HELD = SQL["release_held"]
+CANCEL_PENDING = SQL["cancel_pending"]
+REDRIVE = SQL["redrive"]
 
 
 # --------------------------------------------------------------------------- #
@@ -323,7 +169,7 @@ def _check_priority(priority: int) -> None:
         raise RuleViolation(
             "priority_range",
             f"priority_range: priority must be 0..{MAX_MESSAGE_PRIORITY}, got {priority}",
-            table="messages",
+            table=t.Message._meta.tablename,
         )
 
 
@@ -348,10 +194,18 @@ async def send(
     unknown agent) and sends nothing. A send racing ``hierarchy.finish`` of its
     recipient either lands first (and is cancelled by the finish) or is refused.
     """
-    [message_id] = await send_many(
-        [Outgoing(recipient_id, kind, payload, priority, sender_id, run_id, delay, max_attempts)],
-        conn=conn,
+    _check_priority(priority)
+    args = (
+        recipient_id,
+        kind,
+        db.dumps({} if payload is None else payload),
+        priority,
+        sender_id,
+        run_id,
+        delay,
+        max_attempts,
     )
+    message_id: int = await db.run(lambda c: c.fetchval(SEND, *args), conn, one_statement=True)
     return message_id
 
 
@@ -369,35 +223,22 @@ async def send_many(
         return []
     for m in batch:
         _check_priority(m.priority)
-    values = [
-        (
-            m.recipient_id,
-            m.kind,
-            db.dumps({} if m.payload is None else m.payload),
-            m.priority,
-            m.sender_id,
-            m.run_id,
-            m.delay,
-            m.max_attempts,
-        )
-        for m in batch
-    ]
-    columns = list(zip(*values, strict=True))
-    varying = tuple(any(v != col[0] for v in col) for col in columns)
-    if len(batch) > 1 and not any(varying):
-        varying = (True, *varying[1:])  # n identical messages: unnest one column n times
-    args = [list(col) if vary else col[0] for col, vary in zip(columns, varying, strict=True)]
-    recipients = list(dict.fromkeys(m.recipient_id for m in batch))
-    lock = len(recipients) > 1
-    if lock:
-        args.append(recipients)
-    sql = _send_sql(varying, lock)
-    rows = await db.run(lambda c: c.fetch(sql, *args), conn, one_statement=True)
-    return [r["id"] for r in rows]
-
-
-def _message(row: asyncpg.Record) -> Message:
-    return Message(*row.values())  # CLAIM returns the columns in Message's field order
+    # One array per column (a fixed statement: no SQL assembled per batch).
+    recipients = [m.recipient_id for m in batch]
+    distinct = list(dict.fromkeys(recipients))
+    args = (
+        recipients,
+        [m.kind for m in batch],
+        [db.dumps({} if m.payload is None else m.payload) for m in batch],
+        [m.priority for m in batch],
+        [m.sender_id for m in batch],
+        [m.run_id for m in batch],
+        [m.delay for m in batch],
+        [m.max_attempts for m in batch],
+        distinct if len(distinct) > 1 else None,
+    )
+    ids: list[int] = await db.run(lambda c: c.fetchval(SEND_MANY, *args), conn, one_statement=True)
+    return ids
 
 
 @validated
@@ -426,21 +267,12 @@ async def claim(
             # Expired leases were just requeued, or concurrent claims held the rows we
             # saw: look once more before reporting "nothing".
             rows = await c.fetch(sql, who, limit, worker_id, lease)
-    return sorted((_message(r) for r in rows), key=lambda m: (-m.priority, m.id))
+    return sorted(from_records(Message, rows), key=lambda m: (-m.priority, m.id))
 
 
 def _lease_args(messages: Message | Sequence[Message]) -> tuple[list[int], list[int]]:
     batch = [messages] if isinstance(messages, Message) else list(messages)
     return [m.id for m in batch], [m.attempts for m in batch]
-
-
-# An ack repeated after an ambiguous error (the first one committed, its reply was
-# lost): the message is done under this very claim (same worker, same attempt).
-ACKED_ALREADY = """
-SELECT count(*) = cardinality($1::bigint[]) FROM agent.messages AS m
- WHERE m.id = ANY($1::bigint[]) AND m.status = 'done' AND m.claimed_by = $2
-   AND m.attempts = ($3::int[])[array_position($1::bigint[], m.id)]
-"""
 
 
 async def _held(
@@ -468,8 +300,8 @@ async def _held(
         if len(rows) != len(ids):  # the statement changed nothing
             if done_already and await c.fetchval(ACKED_ALREADY, ids, worker_id, attempts):
                 return []
-            lost = [r["id"] for r in await c.fetch(NOT_HELD, ids, worker_id, attempts)]
-            raise LeaseLost(sorted(lost) or ids, worker_id)
+            lost = await c.fetchval(NOT_HELD, ids, worker_id, attempts)
+            raise LeaseLost(lost or ids, worker_id)
     return list(rows)
 
 
@@ -498,7 +330,7 @@ async def extend_lease(
     """Heartbeat: the lease now ends ``lease`` from now. Returns the new expiry.
     Raises :class:`LeaseLost` if the message was re-claimed meanwhile."""
     rows = await _held(EXTEND, messages, worker_id, lease, conn=conn)
-    return min(r["lease_expires_at"] for r in rows)
+    return min(lease.lease_expires_at for lease in from_records(_Lease, rows))
 
 
 @validated
@@ -523,13 +355,13 @@ async def fail(
     base_delay: dt.timedelta = RETRY_BASE,
     max_delay: dt.timedelta = RETRY_MAX,
     conn: asyncpg.Connection | None = None,
-) -> list[tuple[int, str, dt.datetime]]:
+) -> list[tuple[int, MessageStatus, dt.datetime]]:
     """Record a failed attempt. With ``retry`` and attempts left, the message is pending
     again after ``base_delay * 2 ** (attempts - 1)`` (at most ``max_delay``); otherwise
     it is ``dead``. Returns ``(id, status, available_at)`` per message. Raises
     :class:`LeaseLost` if a lease was lost."""
     rows = await _held(FAIL, messages, worker_id, retry, base_delay, max_delay, error, conn=conn)
-    return [(r["id"], r["status"], r["available_at"]) for r in rows]
+    return [(r.id, r.status, r.available_at) for r in from_records(_Retry, rows)]
 
 
 @validated
@@ -560,42 +392,20 @@ async def redrive(
     return len(rows)
 
 
-# The heartbeat of a whole batch: extend every listed message still held by this
-# worker at this attempt, in one statement; the ones not returned were lost.
-EXTEND_HELD = """
-UPDATE agent.messages AS m
-   SET lease_expires_at = statement_timestamp() + $4::interval
- WHERE m.id = ANY($1::bigint[]) AND m.lease_expires_at > statement_timestamp()
-   AND m.claimed_by = $2
-   AND m.attempts = ($3::int[])[array_position($1::bigint[], m.id)]
-RETURNING m.id
-"""
-
-# release what is still held, skipping (not refusing) the lost ones
-RELEASE_HELD = f"""
-UPDATE agent.messages AS m
-   SET status = 'pending', attempts = m.attempts - 1, claimed_by = NULL,
-       lease_expires_at = NULL, claimed_at = NULL, available_at = now()
- WHERE m.id = ANY($1::bigint[]) AND m.lease_expires_at IS NOT NULL AND m.claimed_by = $2
-   AND m.attempts = ($3::int[])[array_position($1::bigint[], m.id)]
-RETURNING m.id, pg_notify('{CHANNEL}', m.recipient_id::text)
-"""
-
-
 async def _extend_held(
     messages: Sequence[Message], worker_id: str, lease: dt.timedelta
 ) -> set[int]:
     """Extend the leases still held among ``messages``; returns their ids."""
     ids, attempts = _lease_args(messages)
     rows = await db.fetch(EXTEND_HELD, ids, worker_id, attempts, lease)
-    return {r["id"] for r in rows}
+    return {r.id for r in from_records(_MessageId, rows)}
 
 
 async def _release_held(messages: Sequence[Message], worker_id: str) -> set[int]:
     """Release the messages still held among ``messages``; returns their ids."""
     ids, attempts = _lease_args(messages)
     rows = await db.fetch(RELEASE_HELD, ids, worker_id, attempts)
-    return {r["id"] for r in rows}
+    return {r.id for r in from_records(_MessageId, rows)}
 
 
 # --------------------------------------------------------------------------- #
