@@ -16,9 +16,47 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from agent_app import cta, db, hierarchy, queue, runs, sandboxes, telemetry
-from agent_app.enums import AgentStatus, CtaKind, FeaturePhase, FinishReason
+from agent_app import cta, db, hierarchy, queue, runs, sandboxes, sqlfile, telemetry
+from agent_app import tables as t
+from agent_app.enums import (
+    TERMINAL_AGENT_STATUSES,
+    AgentStatus,
+    CtaKind,
+    FeaturePhase,
+    FinishReason,
+    MessageStatus,
+    WorkspaceStatus,
+)
 from agent_app.errors import AgentAppError, LeaseLost, NotFound, RuleViolation
+from agent_app.rows import columns, from_record, from_records, row_type, select
+
+SQL = sqlfile.load("operator")
+REQUEUE_CLAIM = SQL["requeue_claim"]
+
+
+# The rows the operator's reads return (beside queue.Message).
+@row_type(t.Message)
+@dataclass(frozen=True)
+class _MessageStatus:
+    status: MessageStatus
+
+
+@row_type(t.AgentInvocation)
+@dataclass(frozen=True)
+class _Invocation:
+    id: uuid.UUID
+
+
+@row_type(t.Agent)
+@dataclass(frozen=True)
+class _Agent:
+    id: uuid.UUID
+
+
+@row_type(t.Workspace)
+@dataclass(frozen=True)
+class _Workspace:
+    id: uuid.UUID
 
 
 async def answer_question(question_id: uuid.UUID, text: str, *, operator: str) -> cta.Question:
@@ -62,36 +100,27 @@ async def release_lease(message_id: int) -> queue.Message:
     (holder and attempt): if the holder acks or fails it, or another worker re-claims it
     meanwhile, :class:`~agent_app.errors.LeaseLost` is raised and nothing changes.
     Raises ``message_not_claimed`` for a message that holds no lease."""
-    row = await db.fetchrow(
-        "SELECT id, recipient_id, sender_id, run_id, kind, payload::text AS payload_json, "
-        "priority, attempts, max_attempts, claimed_by, lease_expires_at, created_at, "
-        "last_error, status FROM agent.messages WHERE id = $1",
-        message_id,
+    row = await db.query_row(
+        t.Message.select(*columns(queue.Message), t.Message.status).where(
+            t.Message.id == message_id
+        )
     )
     if row is None:
         raise NotFound(f"no message {message_id}")
-    if row["status"] != "claimed":
+    status = from_record(_MessageStatus, row).status
+    if status is not MessageStatus.claimed:
         raise RuleViolation(
             "message_not_claimed",
-            f"message_not_claimed: message {message_id} is {row['status']}, it holds no lease",
-            table="messages",
+            f"message_not_claimed: message {message_id} is {status}, it holds no lease",
+            table=t.Message._meta.tablename,
         )
-    held = queue.Message(**{k: v for k, v in dict(row).items() if k != "status"})
+    held = from_record(queue.Message, row)
     # By the claim as read (holder and attempt), whether or not its lease has expired:
     # a gone worker's lease usually has, and the holder itself could no longer release it.
     released = await db.fetchval(REQUEUE_CLAIM, held.id, held.claimed_by, held.attempts)
     if released is None:
         raise LeaseLost([held.id], held.claimed_by)
     return held
-
-
-REQUEUE_CLAIM = f"""
-UPDATE agent.messages
-   SET status = 'pending', attempts = attempts - 1, claimed_by = NULL,
-       lease_expires_at = NULL, claimed_at = NULL, available_at = now()
- WHERE id = $1 AND status = 'claimed' AND claimed_by = $2 AND attempts = $3
-RETURNING id, pg_notify('{queue.CHANNEL}', recipient_id::text)
-"""
 
 
 @dataclass(frozen=True)
@@ -119,33 +148,44 @@ async def cancel_run(run_id: uuid.UUID, reason: str = "cancelled by an operator"
     if run.current_phase not in (FeaturePhase.completed, FeaturePhase.failed):
         with contextlib.suppress(RuleViolation):  # it ended meanwhile
             run = await runs.fail_run(run_id, reason)
-    async with db.connection() as c:
-        open_invocations = await c.fetch(
-            "SELECT id FROM agent.agent_invocations WHERE run_id = $1 AND finished_at IS NULL",
-            run_id,
-        )
-        roots = await c.fetch(
-            "SELECT id FROM agent.agents WHERE run_id = $1 AND parent_id IS NULL "
-            "AND status NOT IN ('completed', 'failed', 'terminated')",
-            run_id,
-        )
+    open_invocations = from_records(
+        _Invocation,
+        await db.query(
+            select(_Invocation).where(
+                (t.AgentInvocation.run_id == run_id) & t.AgentInvocation.finished_at.is_null()
+            )
+        ),
+    )
+    roots = from_records(
+        _Agent,
+        await db.query(
+            select(_Agent).where(
+                (t.Agent.run_id == run_id)
+                & t.Agent.parent_id.is_null()
+                & t.Agent.status.not_in(list(TERMINAL_AGENT_STATUSES))
+            )
+        ),
+    )
     for inv in open_invocations:
-        await telemetry.finish_invocation(inv["id"], finish_reason=FinishReason.error, error=reason)
+        await telemetry.finish_invocation(inv.id, finish_reason=FinishReason.error, error=reason)
     finished = 0
     for root in roots:
         with contextlib.suppress(AgentAppError):  # finished meanwhile
-            done = await hierarchy.finish(root["id"], AgentStatus.terminated)
+            done = await hierarchy.finish(root.id, AgentStatus.terminated)
             finished += 1 + len(done.terminated)
     questions = await cta.expire(run_id=run_id)
-    async with db.connection() as c:
-        active = await c.fetch(
-            "SELECT w.id FROM agent.workspaces w JOIN agent.agents a ON a.id = w.agent_id "
-            "WHERE a.run_id = $1 AND w.status = 'active'",
-            run_id,
-        )
+    active = from_records(
+        _Workspace,
+        await db.query(
+            select(_Workspace).where(
+                (t.Workspace.agent_id.run_id == run_id)
+                & (t.Workspace.status == WorkspaceStatus.active)
+            )
+        ),
+    )
     released = 0
     for ws in active:
         with contextlib.suppress(AgentAppError):  # released meanwhile
-            await sandboxes.release_workspace(ws["id"])
+            await sandboxes.release_workspace(ws.id)
             released += 1
     return Cancelled(run, finished, len(open_invocations), questions, released)
