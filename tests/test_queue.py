@@ -15,6 +15,7 @@ import pytest
 
 from agent_app import db, queue
 from agent_app.errors import LeaseLost, RuleViolation
+from tests import factories
 from tests.rules import snapshot
 
 
@@ -62,6 +63,62 @@ async def test_send_many_of_identical_messages_sends_each() -> None:
     assert len(set(ids)) == 7
     claimed = await queue.claim("w", [r], limit=10)
     assert [m.id for m in claimed] == ids and all(m.payload == {"x": 1} for m in claimed)
+
+
+async def test_each_message_keeps_its_own_fields_and_a_claim_returns_them() -> None:
+    a, b = await new_agents(2)
+    async with db.connection() as c:
+        run_id = await factories.run(c)
+    hour = dt.timedelta(hours=1)
+    batch = [
+        queue.Outgoing(a, "first", {"n": 1}, 3, sender_id=b, run_id=run_id, max_attempts=2),
+        queue.Outgoing(b, "second", None),
+        queue.Outgoing(a, "later", [1, "two"], 9, delay=hour, max_attempts=7),
+    ]
+    ids = await queue.send_many(batch)
+    one = queue.Outgoing(b, "single", "text", 4, sender_id=a, run_id=run_id, max_attempts=3)
+    single = await queue.send(
+        one.recipient_id,
+        one.kind,
+        one.payload,
+        priority=one.priority,
+        sender_id=one.sender_id,
+        run_id=one.run_id,
+        max_attempts=one.max_attempts,
+    )
+    assert ids == sorted(ids) and single > ids[-1]
+    sent = dict(zip([*ids, single], [*batch, one], strict=True))
+    rows = await db.fetch(
+        "SELECT *, payload::text AS text FROM agent.messages WHERE id = ANY($1)", list(sent)
+    )
+    for row in rows:
+        m = sent[row["id"]]
+        assert (row["recipient_id"], row["kind"], row["priority"], row["sender_id"]) == (
+            m.recipient_id,
+            m.kind,
+            m.priority,
+            m.sender_id,
+        )
+        assert row["max_attempts"] == m.max_attempts and row["run_id"] == m.run_id
+        assert db.loads(row["text"]) == ({} if m.payload is None else m.payload)
+        assert (row["available_at"] - row["created_at"] >= hour) == (m.delay == hour)
+    claimed = await queue.claim("w", [a, b], limit=10)
+    assert [m.id for m in claimed] == [single, ids[0], ids[1]]  # priority 4, 3, 0; not later
+    first = claimed[1]
+    assert (first.recipient_id, first.sender_id, first.run_id, first.kind) == (
+        a,
+        b,
+        run_id,
+        "first",
+    )
+    assert (first.priority, first.attempts, first.max_attempts) == (3, 1, 2)
+    assert first.payload == {"n": 1} and db.loads(first.payload_json) == {"n": 1}
+    assert first.claimed_by == "w" and first.last_error is None
+    row = await status_of(first.id)
+    assert (first.lease_expires_at, first.created_at) == (
+        row["lease_expires_at"],
+        row["created_at"],
+    )
 
 
 async def test_bad_priority_is_refused_before_the_database() -> None:

@@ -77,3 +77,27 @@ def test_a_row_type_maps_fields_to_columns_and_converts_values() -> None:
     row = from_record(Row, {"id": 7, "status": "pending", "payload": '{"a": 1}', "x": 0})
     assert row == Row(id=7, status="pending", body='{"a": 1}', data={"a": 1})
     assert type(row.status).__name__ == "MessageStatus"
+
+
+def test_a_row_type_with_keyword_only_fields_is_built_by_column_name() -> None:
+    @row_type(Message, text=as_text(Message.payload))
+    @dataclasses.dataclass(frozen=True, kw_only=True)
+    class Row:
+        status: object
+        id: int
+        text: str
+
+    record = {"payload": "[1]", "id": 3, "status": "dead"}  # in no particular order
+    assert from_record(Row, record) == Row(id=3, status="dead", text="[1]")
+    with pytest.raises(LookupError):
+        from_record(Row, None)
+
+
+def test_a_row_type_whose_field_init_does_not_set_is_refused() -> None:
+    @dataclasses.dataclass(frozen=True)
+    class Derived:
+        id: int
+        status: str = dataclasses.field(init=False, default="x")
+
+    with pytest.raises(TypeError, match="set by __init__"):
+        row_type(Message)(Derived)
