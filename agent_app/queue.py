@@ -143,6 +143,7 @@ class _Retry:
 SQL = sqlfile.load("queue")
 SEND = SQL["send"]
 SEND_MANY = SQL["send_many"]
+SEND_MANY_LOCKED = SQL["send_many_locked"]
 CLAIM_ONE = SQL["claim_one"]
 CLAIM_MANY = SQL["claim_many"]
 ANY_AVAILABLE = SQL["any_available"]
@@ -223,11 +224,8 @@ async def send_many(
         return []
     for m in batch:
         _check_priority(m.priority)
-    # One array per column (a fixed statement: no SQL assembled per batch).
-    recipients = [m.recipient_id for m in batch]
-    distinct = list(dict.fromkeys(recipients))
-    args = (
-        recipients,
+    columns: tuple[list[Any], ...] = (
+        [m.recipient_id for m in batch],
         [m.kind for m in batch],
         [db.dumps({} if m.payload is None else m.payload) for m in batch],
         [m.priority for m in batch],
@@ -235,10 +233,19 @@ async def send_many(
         [m.run_id for m in batch],
         [m.delay for m in batch],
         [m.max_attempts for m in batch],
-        distinct if len(distinct) > 1 else None,
     )
-    ids: list[int] = await db.run(lambda c: c.fetchval(SEND_MANY, *args), conn, one_statement=True)
-    return ids
+    # A value that is the same for every message travels once (an array of one); the
+    # payloads always go one per message (they say how many messages there are).
+    args: list[Any] = [
+        c if i == 2 or any(v != c[0] for v in c) else c[:1] for i, c in enumerate(columns)
+    ]
+    recipients = list(dict.fromkeys(args[0]))
+    sql = SEND_MANY
+    if len(recipients) > 1:
+        sql = SEND_MANY_LOCKED
+        args.append(recipients)
+    rows = await db.run(lambda c: c.fetch(sql, *args), conn, one_statement=True)
+    return [message_id for (message_id,) in rows]
 
 
 @validated

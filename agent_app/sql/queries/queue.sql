@@ -22,33 +22,53 @@ VALUES ($1, $2, $3::jsonb, $4, $5, $6, now() + $7::interval, $8)
 RETURNING id;
 
 -- name: send_many
--- Send a batch in one INSERT, all or none. $1..$8 are arrays with one element per
--- message, in sending order: recipients, kinds, payloads (JSON text), priorities,
--- senders, runs, delays, max attempts. $9: the distinct recipients, locked FOR SHARE in
--- the API's lock order (agents by depth_level, id; see agent_app.db) in an InitPlan that
--- runs before the first row is inserted, so the messages_recipient trigger finds each
--- one locked; NULL for a batch with one recipient (nothing to order). Returns the ids as
--- one array, in input order (they increase in that order).
+-- Send a batch to one recipient in one INSERT, all or none, in sending order: one row
+-- per element of $3, the payloads (JSON text). The other columns are arrays holding
+-- one element per message, or a single element that is the same for every message (a
+-- value shared by the batch travels once): $1 recipients, $2 kinds, $4 priorities,
+-- $5 senders, $6 runs, $7 delays, $8 max attempts. Returns the ids in sending order
+-- (they increase in that order). One recipient: the messages_recipient trigger's FOR
+-- SHARE is the only agent lock. (unnest, not generate_series: the generic plan that
+-- asyncpg's prepared statement settles on is kept, no planning per call.)
+INSERT INTO agent.messages
+       (recipient_id, kind, payload, priority, sender_id, run_id, available_at, max_attempts)
+SELECT ($1::uuid[])[least(t.n, cardinality($1::uuid[]))],
+       ($2::varchar[])[least(t.n, cardinality($2::varchar[]))],
+       t.payload::jsonb,
+       ($4::smallint[])[least(t.n, cardinality($4::smallint[]))],
+       ($5::uuid[])[least(t.n, cardinality($5::uuid[]))],
+       ($6::uuid[])[least(t.n, cardinality($6::uuid[]))],
+       now() + ($7::interval[])[least(t.n, cardinality($7::interval[]))],
+       ($8::int[])[least(t.n, cardinality($8::int[]))]
+  FROM unnest($3::text[]) WITH ORDINALITY AS t(payload, n)
+ ORDER BY t.n
+RETURNING id;
+
+-- name: send_many_locked
+-- send_many for a batch to several recipients: $9, the distinct recipients, are first
+-- locked FOR SHARE in the API's lock order (agents by depth_level, id; see
+-- agent_app.db), in an InitPlan that runs before the first row is inserted, so the
+-- messages_recipient trigger finds each one locked.
 WITH recipients AS (
     SELECT id FROM agent.agents
      WHERE id = ANY($9::uuid[])
      ORDER BY depth_level, id
        FOR SHARE
-), sent AS (
-    INSERT INTO agent.messages
-           (recipient_id, kind, payload, priority, sender_id, run_id, available_at,
-            max_attempts)
-    SELECT t.recipient_id, t.kind, t.payload::jsonb, t.priority, t.sender_id, t.run_id,
-           now() + t.delay, t.max_attempts
-      FROM unnest($1::uuid[], $2::varchar[], $3::text[], $4::smallint[], $5::uuid[],
-                  $6::uuid[], $7::interval[], $8::int[])
-           WITH ORDINALITY AS t(recipient_id, kind, payload, priority, sender_id, run_id,
-                                delay, max_attempts, n)
-     WHERE (SELECT count(*) FROM recipients) >= 0
-     ORDER BY t.n
-    RETURNING id
 )
-SELECT array_agg(id ORDER BY id) FROM sent;
+INSERT INTO agent.messages
+       (recipient_id, kind, payload, priority, sender_id, run_id, available_at, max_attempts)
+SELECT ($1::uuid[])[least(t.n, cardinality($1::uuid[]))],
+       ($2::varchar[])[least(t.n, cardinality($2::varchar[]))],
+       t.payload::jsonb,
+       ($4::smallint[])[least(t.n, cardinality($4::smallint[]))],
+       ($5::uuid[])[least(t.n, cardinality($5::uuid[]))],
+       ($6::uuid[])[least(t.n, cardinality($6::uuid[]))],
+       now() + ($7::interval[])[least(t.n, cardinality($7::interval[]))],
+       ($8::int[])[least(t.n, cardinality($8::int[]))]
+  FROM unnest($3::text[]) WITH ORDINALITY AS t(payload, n)
+ WHERE (SELECT count(*) FROM recipients) >= 0
+ ORDER BY t.n
+RETURNING id;
 
 -- name: claim_one
 -- Claim up to $2 messages of recipient $1 for worker $3 with a lease of $4 (interval),
@@ -82,9 +102,9 @@ UPDATE agent.messages AS m
    SET status = 'claimed', attempts = m.attempts + 1, claimed_by = $3, claimed_at = now(),
        lease_expires_at = statement_timestamp() + $4::interval
  WHERE m.id = ANY(ARRAY(SELECT id FROM chosen))
-RETURNING m.id, m.recipient_id, m.sender_id, m.run_id, m.kind, m.payload, m.priority,
-          m.attempts, m.max_attempts, m.claimed_by, m.lease_expires_at, m.created_at,
-          m.last_error;
+RETURNING m.id, m.recipient_id, m.sender_id, m.run_id, m.kind, m.payload::text AS payload,
+          m.priority, m.attempts, m.max_attempts, m.claimed_by, m.lease_expires_at,
+          m.created_at, m.last_error;
 
 -- name: claim_many
 -- claim_one for any of the recipients $1 (an array): the same statement, with
@@ -114,9 +134,9 @@ UPDATE agent.messages AS m
    SET status = 'claimed', attempts = m.attempts + 1, claimed_by = $3, claimed_at = now(),
        lease_expires_at = statement_timestamp() + $4::interval
  WHERE m.id = ANY(ARRAY(SELECT id FROM chosen))
-RETURNING m.id, m.recipient_id, m.sender_id, m.run_id, m.kind, m.payload, m.priority,
-          m.attempts, m.max_attempts, m.claimed_by, m.lease_expires_at, m.created_at,
-          m.last_error;
+RETURNING m.id, m.recipient_id, m.sender_id, m.run_id, m.kind, m.payload::text AS payload,
+          m.priority, m.attempts, m.max_attempts, m.claimed_by, m.lease_expires_at,
+          m.created_at, m.last_error;
 
 -- name: any_available
 -- Whether any of the recipients $1 has a message claimable now (claim looks once more
