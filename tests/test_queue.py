@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import datetime as dt
 import random
+import re
 import time
 import uuid
 from collections import defaultdict
@@ -13,7 +14,7 @@ from collections import defaultdict
 import asyncpg
 import pytest
 
-from agent_app import db, queue
+from agent_app import db, operator, queue
 from agent_app.errors import LeaseLost, RuleViolation
 from tests import factories
 from tests.rules import snapshot
@@ -119,6 +120,23 @@ async def test_each_message_keeps_its_own_fields_and_a_claim_returns_them() -> N
         row["lease_expires_at"],
         row["created_at"],
     )
+
+
+def test_the_statements_that_give_messages_back_notify_the_consumers_channel() -> None:
+    notified = {
+        (file.path.rsplit("/", 1)[-1], name): re.findall(r"pg_notify\('([^']*)'", statement.sql)
+        for file in (queue.SQL, operator.SQL)
+        for name, statement in file.statements.items()
+    }
+    assert {key for key, channels in notified.items() if channels} == {
+        ("queue.sql", "claim_one"),  # an expired lease requeued
+        ("queue.sql", "claim_many"),
+        ("queue.sql", "release"),
+        ("queue.sql", "release_held"),
+        ("queue.sql", "redrive"),
+        ("operator.sql", "requeue_claim"),
+    }
+    assert {c for channels in notified.values() for c in channels} == {queue.CHANNEL}
 
 
 async def test_bad_priority_is_refused_before_the_database() -> None:
