@@ -13,6 +13,11 @@ right after it say what it does (at least one is required); the rest, up to the 
 header, is the statement (its trailing semicolon removed). Statements are read once, at
 import, through :mod:`importlib.resources`, so they work from an installed wheel.
 
+A constant that Python and SQL share (a NOTIFY channel, a limit, a list of statuses) is
+written ``{NAME}`` and becomes its SQL literal from
+:data:`agent_app.constants.SQL_CONSTANTS` when the text is parsed, as in the schema's
+files; an unknown ``{NAME}`` is an error.
+
 Names in these files are checked against the database the migrations build: the test
 suite prepares every statement (``tests/test_sql_files.py``), so a table or column
 renamed in :mod:`agent_app.tables` and not here fails there, not in production.
@@ -24,6 +29,8 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from importlib import resources
+
+from agent_app.constants import render_sql
 
 _HEADER = re.compile(r"^-- name: ([a-z_][a-z0-9_]*)\s*$")
 
@@ -63,7 +70,8 @@ class SqlFile(Mapping[str, str]):
 
 
 def parse(text: str, path: str = "<string>") -> SqlFile:
-    """Split ``text`` into its named statements (see the module docstring)."""
+    """Split ``text`` into its named statements, ``{NAME}`` placeholders rendered (see the
+    module docstring)."""
     statements: dict[str, Statement] = {}
     name: str | None = None
     description: list[str] = []
@@ -82,7 +90,7 @@ def parse(text: str, path: str = "<string>") -> SqlFile:
             raise SqlFileError(f"{path}: statement {name!r} is defined twice")
         statements[name] = Statement(name, " ".join(description), sql)
 
-    for line in text.splitlines():
+    for line in render_sql(text, path).splitlines():
         header = _HEADER.match(line)
         if header:
             close()

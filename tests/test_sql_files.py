@@ -101,3 +101,14 @@ def test_a_row_type_whose_field_init_does_not_set_is_refused() -> None:
 
     with pytest.raises(TypeError, match="set by __init__"):
         row_type(Message)(Derived)
+
+
+def test_a_shared_constant_is_written_once_and_rendered_into_the_statement() -> None:
+    from agent_app.constants import MESSAGES_CHANNEL, UnknownPlaceholder
+
+    parsed = sqlfile.parse(
+        "-- name: wake\n-- Wake consumers.\nSELECT pg_notify({MESSAGES_CHANNEL}, 'x');\n"
+    )
+    assert parsed["wake"] == f"SELECT pg_notify('{MESSAGES_CHANNEL}', 'x')"
+    with pytest.raises(UnknownPlaceholder, match="NO_SUCH"):
+        sqlfile.parse("-- name: bad\n-- Bad.\nSELECT {NO_SUCH};\n", "bad.sql")

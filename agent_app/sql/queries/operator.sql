@@ -1,5 +1,5 @@
 -- What an operator does that a worker cannot (agent_app.operator).
--- 'agent_messages' is agent_app.queue.CHANNEL (the Consumer LISTENs on it).
+-- {MESSAGES_CHANNEL} is the channel the Consumer LISTENs on (agent_app.constants).
 
 -- name: requeue_claim
 -- Give message $1 back to pending as its holder would release it (the attempt is not
@@ -11,4 +11,4 @@ UPDATE agent.messages
    SET status = 'pending', attempts = attempts - 1, claimed_by = NULL,
        lease_expires_at = NULL, claimed_at = NULL, available_at = now()
  WHERE id = $1 AND status = 'claimed' AND claimed_by = $2 AND attempts = $3
-RETURNING id, pg_notify('agent_messages', recipient_id::text);
+RETURNING id, pg_notify({MESSAGES_CHANNEL}, recipient_id::text);

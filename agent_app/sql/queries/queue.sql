@@ -9,7 +9,7 @@
 -- and hash-joins a sequential scan of all of it (20-60 ms per claim once the table has
 -- worked for a while).
 --
--- 'agent_messages' is agent_app.queue.CHANNEL (the Consumer LISTENs on it).
+-- {MESSAGES_CHANNEL} is the channel the Consumer LISTENs on (agent_app.constants).
 
 -- name: send
 -- Send one message: $1 recipient, $2 kind, $3 payload (JSON text), $4 priority,
@@ -90,7 +90,7 @@ WITH requeued AS (
                              AND recipient_id = $1::uuid
                              FOR UPDATE SKIP LOCKED))
     RETURNING CASE WHEN status = 'pending'
-                   THEN pg_notify('agent_messages', recipient_id::text) END
+                   THEN pg_notify({MESSAGES_CHANNEL}, recipient_id::text) END
 ), chosen AS (
     SELECT id FROM agent.messages
      WHERE recipient_id = $1::uuid AND status = 'pending' AND available_at <= now()
@@ -122,7 +122,7 @@ WITH requeued AS (
                              AND recipient_id = ANY($1::uuid[])
                              FOR UPDATE SKIP LOCKED))
     RETURNING CASE WHEN status = 'pending'
-                   THEN pg_notify('agent_messages', recipient_id::text) END
+                   THEN pg_notify({MESSAGES_CHANNEL}, recipient_id::text) END
 ), chosen AS (
     SELECT id FROM agent.messages
      WHERE recipient_id = ANY($1::uuid[]) AND status = 'pending' AND available_at <= now()
@@ -212,7 +212,7 @@ WITH changed AS (
      WHERE m.id = ANY($1::bigint[]) AND m.lease_expires_at > statement_timestamp()
        AND m.claimed_by = $2
        AND m.attempts = ($3::int[])[array_position($1::bigint[], m.id)]
-    RETURNING m.id, pg_notify('agent_messages', m.recipient_id::text)
+    RETURNING m.id, pg_notify({MESSAGES_CHANNEL}, m.recipient_id::text)
 )
 SELECT * FROM changed
  WHERE CASE WHEN (SELECT count(*) FROM changed) = cardinality($1::bigint[]) THEN true
@@ -261,7 +261,7 @@ UPDATE agent.messages AS m
        lease_expires_at = NULL, claimed_at = NULL, available_at = now()
  WHERE m.id = ANY($1::bigint[]) AND m.lease_expires_at IS NOT NULL AND m.claimed_by = $2
    AND m.attempts = ($3::int[])[array_position($1::bigint[], m.id)]
-RETURNING m.id, pg_notify('agent_messages', m.recipient_id::text);
+RETURNING m.id, pg_notify({MESSAGES_CHANNEL}, m.recipient_id::text);
 
 -- name: cancel_pending
 -- Cancel the pending messages of the recipients $1 (agents that were terminated),
@@ -287,8 +287,8 @@ WITH redriven AS (
        AND ($1::bigint[] IS NULL OR id = ANY($1::bigint[]))
        AND NOT EXISTS (SELECT 1 FROM agent.agents AS a
                         WHERE a.id = recipient_id
-                          AND a.status IN ('completed', 'failed', 'terminated'))
+                          AND a.status IN ({TERMINAL_AGENT_STATUSES}))
        AND ($2::uuid IS NULL OR recipient_id = $2::uuid)
     RETURNING id, recipient_id
 )
-SELECT id, pg_notify('agent_messages', recipient_id::text) FROM redriven;
+SELECT id, pg_notify({MESSAGES_CHANNEL}, recipient_id::text) FROM redriven;
