@@ -4,7 +4,7 @@ Install with ``pip install 'agent_app[agents]'``.
 
 * :class:`AgentAppSession` implements the SDK's ``Session`` protocol: pass it to
   ``Runner.run(agent, input, session=...)`` and the conversation history lives in
-  ``agent.session_items``.
+  the ``session_items`` table.
 * :class:`TelemetryHooks` (``RunHooks``) records an SDK run as an agent invocation of ours
   (:mod:`agent_app.telemetry`): each model response a step with its usage, each function
   call a tool call with its result.
@@ -29,9 +29,10 @@ from agents.memory import SessionSettings
 from agents.memory.session_settings import resolve_session_limit
 from openai.types.responses import ResponseFunctionToolCall
 
-from agent_app import db, telemetry
+from agent_app import db, sqlfile, telemetry
 from agent_app.enums import AgentType, FinishReason, ToolOutputType
 from agent_app.errors import AgentAppError
+from agent_app.tables import SessionItem
 
 
 class InvalidSessionId(AgentAppError):
@@ -42,32 +43,17 @@ class InvalidSessionId(AgentAppError):
 # Session
 # --------------------------------------------------------------------------- #
 
-ADD_ITEMS = """
-INSERT INTO agent.session_items (session_id, item)
-SELECT $1, i.item FROM unnest($2::jsonb[]) WITH ORDINALITY AS i(item, n) ORDER BY i.n
-"""
-
-GET_ALL = "SELECT item::text FROM agent.session_items WHERE session_id = $1 ORDER BY id"
-
-GET_LATEST = """
-SELECT item::text FROM (
-    SELECT id, item FROM agent.session_items WHERE session_id = $1 ORDER BY id DESC LIMIT $2
-) latest ORDER BY id
-"""
-
-# The newest item whose row no concurrent pop holds: each item goes to one caller only.
-POP_ITEM = """
-DELETE FROM agent.session_items
- WHERE id = (SELECT id FROM agent.session_items WHERE session_id = $1
-              ORDER BY id DESC LIMIT 1 FOR UPDATE SKIP LOCKED)
-RETURNING item::text
-"""
-
-CLEAR = "DELETE FROM agent.session_items WHERE session_id = $1"
+SQL = sqlfile.load("agents_sdk")
+ADD_ITEMS = SQL["add_items"]
+# Reads once per agent turn: fixed statements (a Piccolo query with its LIMIT compiles on
+# every call, which costs as much as the read).
+GET_ALL = SQL["get_all"]
+GET_LATEST = SQL["get_latest"]
+POP_ITEM = SQL["pop_item"]
 
 
 class AgentAppSession:
-    """The SDK's ``Session`` protocol over ``agent.session_items``.
+    """The SDK's ``Session`` protocol over the ``session_items`` table.
 
     What a caller may rely on:
 
@@ -130,8 +116,9 @@ class AgentAppSession:
 
     async def clear_session(self) -> None:
         """Delete every item of this session."""
+        query = SessionItem.delete().where(SessionItem.session_id == self.session_id)
         async with self._conn() as conn:
-            await conn.execute(CLEAR, self.session_id)
+            await db.query(query, conn=conn)
 
 
 # --------------------------------------------------------------------------- #

@@ -1,6 +1,6 @@
 """Budgets: reserve, commit, release, renew, charge - never past ``allocated``.
 
-A reservation is a row of ``agent.budget_reservations`` with an id, a holder, a state
+A reservation is a row of ``budget_reservations`` with an id, a holder, a state
 (held, then committed / released / expired, each final) and a lease. The database keeps
 each budget's books from those rows: triggers move ``reserved`` and ``used`` when a row
 is inserted or leaves ``held``, and refuse any other write of ``used`` or ``reserved``
@@ -56,8 +56,8 @@ from typing import Any
 
 import asyncpg
 
-from agent_app import db
-from agent_app.enums import BudgetResource, ReservationState
+from agent_app import db, rows, sqlfile
+from agent_app.enums import TERMINAL_AGENT_STATUSES, BudgetResource, ReservationState
 from agent_app.errors import (
     AgentAppError,
     BudgetExceeded,
@@ -69,6 +69,8 @@ from agent_app.errors import (
     RuleViolation,
     translate,
 )
+from agent_app.rows import extra, from_record, from_records, row_type
+from agent_app.tables import Agent, Budget, BudgetReservation
 from agent_app.validation import validated
 
 #: How long a reservation is held unless renewed: a worker that dies frees it then.
@@ -86,6 +88,7 @@ def default_holder() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+@row_type(BudgetReservation)
 @dataclass(frozen=True)
 class Reservation:
     """One reservation, as the database holds it. Give it (or its ``id``) to
@@ -108,6 +111,7 @@ class Reservation:
         return self.state is ReservationState.held
 
 
+@row_type(Budget, held=extra())
 @dataclass(frozen=True)
 class Books:
     """One budget's figures: ``allocated = used + reserved + free``. ``held`` is the part
@@ -126,6 +130,7 @@ class Books:
         return self.allocated - self.used - self.reserved
 
 
+@row_type(Budget, budget_id=Budget.id, expected=extra())
 @dataclass(frozen=True)
 class Imbalance:
     """A budget whose ``reserved`` differs from what its rows say (see :func:`audit`)."""
@@ -137,54 +142,31 @@ class Imbalance:
     expected: Decimal
 
 
-_RETURNING = (
-    "id, agent_id, resource, budget_id, amount, holder, state, actual, lease_expires_at, "
-    "created_at, finished_at"
+SQL = sqlfile.load("budgets")
+RESERVE = SQL["reserve"]
+CHARGE = SQL["charge"]
+ACT = SQL["act"]
+BOOKS = SQL["books"]
+AUDIT = SQL["audit"]
+
+_TERMINAL = [s.value for s in TERMINAL_AGENT_STATUSES]
+
+# Plain reads, built with Piccolo and compiled once, on first use (compiling costs Piccolo
+# as much client CPU as the read takes; a join through a foreign key, several times more).
+# The values in them are placeholders.
+
+#: Reservation $1.
+GET = db.Compiled(lambda: rows.select(Reservation).where(BudgetReservation.id == uuid.UUID(int=0)))
+
+#: The status of the agent owning budget ($1 the agent, $2 the resource); no row without
+#: such a budget.
+OWNER_STATUS = db.Compiled(
+    lambda: (
+        Budget.select(rows.through(Budget.agent_id, Agent.status))
+        .where(Budget.agent_id == uuid.UUID(int=0), Budget.resource == "")
+        .first()
+    )
 )
-
-RESERVE = f"""
-INSERT INTO agent.budget_reservations
-       (budget_id, agent_id, resource, amount, holder, lease_expires_at)
-SELECT id, agent_id, resource, $3, $4, now() + $5::interval
-  FROM agent.budgets WHERE agent_id = $1 AND resource = $2
-RETURNING {_RETURNING}
-"""
-
-# Usage without a reservation: a row born committed (the trigger adds it to ``used``).
-CHARGE = f"""
-INSERT INTO agent.budget_reservations
-       (budget_id, agent_id, resource, amount, holder, state, actual, lease_expires_at,
-        finished_at)
-SELECT id, agent_id, resource, $3, $4, 'committed', $3, now(), now()
-  FROM agent.budgets WHERE agent_id = $1 AND resource = $2
-RETURNING {_RETURNING}
-"""
-
-ACT = f"SELECT {_RETURNING} FROM agent.reservation_act($1, $2, $3, $4, $5::interval)"
-
-GET = f"SELECT {_RETURNING} FROM agent.budget_reservations WHERE id = $1"
-
-BOOKS = "SELECT resource, allocated, used, reserved, held FROM agent.budget_books($1)"
-
-BUDGET_STATE = """
-SELECT a.status IN ('completed', 'failed', 'terminated') AS closed, a.status
-  FROM agent.budgets b JOIN agent.agents a ON a.id = b.agent_id
- WHERE b.agent_id = $1 AND b.resource = $2
-"""
-
-#: Budgets whose ``reserved`` is not their held reservations plus their live children's
-#: allocations of the same resource. Empty, always; a check for tests and operators.
-AUDIT = """
-SELECT b.id, b.agent_id, b.resource, b.reserved,
-       coalesce((SELECT sum(r.amount) FROM agent.budget_reservations r
-                  WHERE r.budget_id = b.id AND r.state = 'held'), 0)
-     + coalesce((SELECT sum(c.allocated) FROM agent.budgets c
-                   JOIN agent.agents k ON k.id = c.agent_id
-                  WHERE k.parent_id = b.agent_id AND c.resource = b.resource
-                    AND k.status NOT IN ('completed', 'failed', 'terminated')), 0) AS expected
-  FROM agent.budgets b
- WHERE $1::uuid[] IS NULL OR b.agent_id = ANY($1)
-"""
 
 
 # --------------------------------------------------------------------------- #
@@ -202,7 +184,7 @@ def _amount(value: Decimal | int | str, what: str = "amount", *, positive: bool 
         bound = "> 0" if positive else ">= 0"
         raise RuleViolation(
             rule, f"{rule}: {what} must be a finite number {bound}, got {value!r}",
-            table="budget_reservations",
+            table=BudgetReservation._meta.tablename,
         )  # fmt: skip
     return amount
 
@@ -215,7 +197,7 @@ def _holder(holder: str | None, reservation: Reservation | uuid.UUID | None = No
             "holder_not_empty",
             f"holder_not_empty: a holder is a non-blank name of at most {MAX_HOLDER} "
             f"characters, got {holder!r}",
-            table="budget_reservations",
+            table=BudgetReservation._meta.tablename,
         )
     return holder
 
@@ -226,7 +208,7 @@ def _lease(lease: dt.timedelta) -> dt.timedelta:
         raise RuleViolation(
             "reservation_lease",
             f"reservation_lease: a lease is longer than 0 and at most {MAX_LEASE}, got {lease!r}",
-            table="budget_reservations",
+            table=BudgetReservation._meta.tablename,
         )
     return value
 
@@ -294,14 +276,6 @@ async def _row(sql: str, *args: Any, conn: asyncpg.Connection | None) -> asyncpg
     return rows[0] if rows else None
 
 
-def _reservation(row: asyncpg.Record) -> Reservation:
-    return Reservation(
-        row["id"], row["agent_id"], BudgetResource(row["resource"]), row["budget_id"],
-        row["amount"], row["holder"], ReservationState(row["state"]), row["actual"],
-        row["lease_expires_at"], row["created_at"], row["finished_at"],
-    )  # fmt: skip
-
-
 def _no_budget(agent_id: uuid.UUID, resource: BudgetResource) -> NotFound:
     return NotFound(f"agent {agent_id} has no {resource.value} budget")
 
@@ -333,7 +307,7 @@ async def reserve(
     )  # fmt: skip
     if row is None:
         raise _no_budget(agent_id, resource)
-    return _reservation(row)
+    return from_record(Reservation, row)
 
 
 async def _act(
@@ -348,7 +322,7 @@ async def _act(
     row = await _row(ACT, rid, _holder(holder, reservation), action, actual, lease, conn=conn)
     if row is None:
         raise NotFound(f"no reservation {rid}")
-    return _reservation(row)
+    return from_record(Reservation, row)
 
 
 @validated
@@ -413,21 +387,21 @@ async def charge(
     resource = BudgetResource(resource)
     value = _amount(amount, positive=False)
     if value == 0:
-        state = await db.fetchrow(BUDGET_STATE, agent_id, resource.value, conn=conn)
-        if state is None:
+        owner = await db.fetchrow(OWNER_STATUS.sql, agent_id, resource.value, conn=conn)
+        if owner is None:
             raise _no_budget(agent_id, resource)
-        if state["closed"]:
+        if (status := owner[0]) in _TERMINAL:
             raise RuleViolation(
                 "budget_closed",
-                f"budget_closed: agent {agent_id} is {state['status']}; its {resource.value} "
+                f"budget_closed: agent {agent_id} is {status}; its {resource.value} "
                 "budget was returned to its parent",
-                table="budgets",
+                table=Budget._meta.tablename,
             )
         return None
     row = await _row(CHARGE, agent_id, resource.value, value, _holder(holder), conn=conn)
     if row is None:
         raise _no_budget(agent_id, resource)
-    return _reservation(row)
+    return from_record(Reservation, row)
 
 
 @validated
@@ -437,10 +411,10 @@ async def get(
     """The reservation as the database holds it now (a held one may be overdue: it is
     expired by the next operation on its budget)."""
     rid = _id(reservation)
-    row = await db.fetchrow(GET, rid, conn=conn)
+    row = await db.fetchrow(GET.sql, rid, conn=conn)
     if row is None:
         raise NotFound(f"no reservation {rid}")
-    return _reservation(row)
+    return from_record(Reservation, row)
 
 
 @validated
@@ -448,12 +422,7 @@ async def books(agent_id: uuid.UUID, *, conn: asyncpg.Connection | None = None) 
     """The agent's budgets, one per resource, read in one statement (one snapshot).
     Overdue reservations are expired first (or, in a read-only transaction, shown as
     if they were)."""
-    rows = await _rows(BOOKS, agent_id, conn=conn)
-    return [
-        Books(agent_id, BudgetResource(r["resource"]), r["allocated"], r["used"],
-              r["reserved"], r["held"])
-        for r in rows
-    ]  # fmt: skip
+    return from_records(Books, await _rows(BOOKS, agent_id, conn=conn))
 
 
 @validated
@@ -464,9 +433,5 @@ async def audit(
     reservations plus their live children's allocations, read in one snapshot. The
     triggers keep this list empty; tests and operators check it."""
     async with db.snapshot(conn) as c:
-        rows = await c.fetch(f"SELECT * FROM ({AUDIT}) x WHERE reserved <> expected", agent_ids)
-    return [
-        Imbalance(r["id"], r["agent_id"], BudgetResource(r["resource"]), r["reserved"],
-                  r["expected"])
-        for r in rows
-    ]  # fmt: skip
+        found = await c.fetch(AUDIT, agent_ids)
+    return from_records(Imbalance, found)

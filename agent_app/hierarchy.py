@@ -31,7 +31,7 @@ from itertools import groupby
 
 import asyncpg
 
-from agent_app import db, queue
+from agent_app import db, queue, rows, sqlfile
 from agent_app.enums import TERMINAL_AGENT_STATUSES, AgentStatus, AgentType, BudgetResource
 from agent_app.errors import (
     AgentAppError,
@@ -40,13 +40,14 @@ from agent_app.errors import (
     DepthLimitExceeded,
     NotFound,
 )
-from agent_app.tables import MAX_AGENT_DEPTH
+from agent_app.rows import from_record, from_records, row_type
+from agent_app.tables import MAX_AGENT_DEPTH, Agent, Budget, Hierarchy
 from agent_app.validation import validated
 
 _TERMINAL = [s.value for s in TERMINAL_AGENT_STATUSES]
-_COLUMNS = "id, run_id, parent_id, depth_level, agent_type, name, status"
 
 
+@row_type(Agent)
 @dataclass(frozen=True)
 class AgentInfo:
     id: uuid.UUID
@@ -71,27 +72,57 @@ class Finished:
     cancelled_messages: int
 
 
-def _info(row: asyncpg.Record) -> AgentInfo:
-    return AgentInfo(
-        row["id"],
-        row["run_id"],
-        row["parent_id"],
-        row["depth_level"],
-        AgentType(row["agent_type"]),
-        row["name"],
-        AgentStatus(row["status"]),
+@row_type(Budget)
+@dataclass(frozen=True)
+class _Figures:
+    """What a budget holds (to say how much a refused child could have had)."""
+
+    allocated: Decimal
+    used: Decimal
+    reserved: Decimal
+
+
+SQL = sqlfile.load("hierarchy")
+INSERT_AGENT = SQL["insert_agent"]
+INSERT_BUDGET = SQL["insert_budget"]
+LOCK_PARENT = SQL["lock_parent"]
+LOCK_AGENT = SQL["lock_agent"]
+LOCK_LIVE_CHILDREN = SQL["lock_live_children"]
+LOCK_BUDGETS = SQL["lock_budgets"]
+SET_STATUS = SQL["set_status"]
+
+# Plain reads, built with Piccolo and compiled once, on first use: compiling costs Piccolo
+# as much client CPU as the lookup takes (a join through a foreign key, several times
+# more), and callers read agents in loops. The values in them are placeholders.
+_ID = uuid.UUID(int=0)
+
+#: Agent $1.
+GET = db.Compiled(lambda: rows.select(AgentInfo).where(Agent.id == _ID))
+
+#: The figures of agent $1's budget of resource $2.
+FIGURES = db.Compiled(
+    lambda: rows.select(_Figures).where(Budget.agent_id == _ID, Budget.resource == "")
+)
+
+#: The descendants of agent $1 at most $2 levels down, nearest first.
+SUBTREE = db.Compiled(
+    lambda: (
+        rows.select(AgentInfo, via=Hierarchy.child_id)
+        .where(Hierarchy.parent_id == _ID, Hierarchy.depth <= MAX_AGENT_DEPTH)
+        .order_by(
+            Hierarchy.depth, rows.through(Hierarchy.child_id, Agent.created_at), Hierarchy.child_id
+        )
     )
+)
 
-
-INSERT_AGENT = f"""
-INSERT INTO agent.agents (run_id, parent_id, agent_type, name, status)
-VALUES ($1, $2, $3, $4, $5)
-RETURNING {_COLUMNS}
-"""
-
-INSERT_BUDGET = """
-INSERT INTO agent.budgets (agent_id, resource, allocated) VALUES ($1, $2, $3)
-"""
+#: The ancestors of agent $1, its parent first.
+ANCESTORS = db.Compiled(
+    lambda: (
+        rows.select(AgentInfo, via=Hierarchy.parent_id)
+        .where(Hierarchy.child_id == _ID)
+        .order_by(Hierarchy.depth)
+    )
+)
 
 
 async def _add_budgets(
@@ -108,15 +139,11 @@ async def _add_budgets(
                 await c.execute(INSERT_BUDGET, agent.id, resource.value, value)
         except asyncpg.CheckViolationError as e:
             if e.constraint_name == "budget_limits" and agent.parent_id is not None:
-                left = await c.fetchval(
-                    "SELECT allocated - used - reserved FROM agent.budgets "
-                    "WHERE agent_id = $1 AND resource = $2",
-                    agent.parent_id,
-                    resource.value,
-                )
-                if left is not None and value >= 0:
+                row = await db.fetchrow(FIGURES.sql, agent.parent_id, resource.value, conn=c)
+                if row is not None and value >= 0:
+                    f = from_record(_Figures, row)
                     raise BudgetExceeded(
-                        agent.parent_id, resource.value, value, left,
+                        agent.parent_id, resource.value, value, f.allocated - f.used - f.reserved,
                         by=f"was asked by child {agent.name!r} for",
                     ) from e  # fmt: skip
             raise
@@ -138,7 +165,9 @@ async def create_root(
     kind, state = AgentType(agent_type).value, AgentStatus(status).value
 
     async def create(c: asyncpg.Connection) -> AgentInfo:
-        agent = _info(await c.fetchrow(INSERT_AGENT, run_id, None, kind, name, state))
+        agent = from_record(
+            AgentInfo, await c.fetchrow(INSERT_AGENT, run_id, None, kind, name, state)
+        )
         await _add_budgets(c, agent, budgets or {})
         return agent
 
@@ -166,46 +195,20 @@ async def spawn_child(
     kind, state = AgentType(agent_type).value, AgentStatus(status).value
 
     async def spawn(c: asyncpg.Connection) -> AgentInfo:
-        parent = await c.fetchrow(
-            f"SELECT {_COLUMNS} FROM agent.agents WHERE id = $1 FOR SHARE", parent_id
-        )
+        parent = await c.fetchrow(LOCK_PARENT, parent_id)
         if parent is None:
             raise NotFound(f"no agent {parent_id}")
-        p = _info(parent)
+        p = from_record(AgentInfo, parent)
         if p.finished:
             raise AlreadyFinished(p.id, p.status.value)
         if p.depth_level >= MAX_AGENT_DEPTH:
             raise DepthLimitExceeded(p.id, MAX_AGENT_DEPTH)
-        child = _info(await c.fetchrow(INSERT_AGENT, run_id or p.run_id, p.id, kind, name, state))
+        row = await c.fetchrow(INSERT_AGENT, run_id or p.run_id, p.id, kind, name, state)
+        child = from_record(AgentInfo, row)
         await _add_budgets(c, child, budgets or {})
         return child
 
     return await db.run(spawn, conn)
-
-
-#: Finish, step 1: the agent itself, in the strongest mode finish needs on an agent row
-#: (FOR NO KEY UPDATE: it blocks spawning under it and sending to it, both FOR SHARE,
-#: but not the foreign-key checks - FOR KEY SHARE - of rows that merely refer to it).
-LOCK_AGENT = f"SELECT {_COLUMNS} FROM agent.agents WHERE id = $1 FOR NO KEY UPDATE"
-
-#: Finish, step 2, once per level: the live children of the level just locked, in id
-#: order. Read after their parents are locked, so no child can be added unseen: a spawn
-#: holds its parent FOR SHARE until it commits, and we waited for it.
-LOCK_LIVE_CHILDREN = f"""
-SELECT {_COLUMNS} FROM agent.agents
- WHERE parent_id = ANY($1::uuid[]) AND status NOT IN ({", ".join(f"'{s}'" for s in _TERMINAL)})
- ORDER BY id
-   FOR NO KEY UPDATE
-"""
-
-#: Finish, step 3: every budget row the reclaim triggers will touch - the parent's,
-#: the agent's, its live descendants' - parents' before children's, then by resource.
-LOCK_BUDGETS = """
-SELECT b.id FROM agent.budgets b JOIN agent.agents a ON a.id = b.agent_id
- WHERE b.agent_id = ANY($1::uuid[])
- ORDER BY a.depth_level, a.id, b.resource
-   FOR UPDATE OF b
-"""
 
 
 @validated
@@ -238,39 +241,31 @@ async def _finish(c: asyncpg.Connection, agent_id: uuid.UUID, final: AgentStatus
     row = await c.fetchrow(LOCK_AGENT, agent_id)
     if row is None:
         raise NotFound(f"no agent {agent_id}")
-    me = _info(row)
+    me = from_record(AgentInfo, row)
     if me.finished:
         raise AlreadyFinished(me.id, me.status.value)
     live: list[AgentInfo] = []
     level = [me.id]
     while level:
-        found = [_info(r) for r in await c.fetch(LOCK_LIVE_CHILDREN, level)]
+        found = from_records(AgentInfo, await c.fetch(LOCK_LIVE_CHILDREN, level))
         live += found
         level = [a.id for a in found]
     owners = [*([me.parent_id] if me.parent_id else []), me.id, *(a.id for a in live)]
     await c.execute(LOCK_BUDGETS, owners)
     live.sort(key=lambda a: (-a.depth_level, a.id))  # deepest first
     for _, group in groupby(live, key=lambda a: a.depth_level):
-        await c.execute(
-            "UPDATE agent.agents SET status = 'terminated' WHERE id = ANY($1)",
-            [a.id for a in group],
-        )
+        await c.execute(SET_STATUS, [a.id for a in group], AgentStatus.terminated.value)
     cancelled = await queue.cancel_pending([agent_id, *(a.id for a in live)], conn=c)
-    done = await c.fetchrow(
-        f"UPDATE agent.agents SET status = $2 WHERE id = $1 RETURNING {_COLUMNS}",
-        agent_id,
-        final.value,
-    )
-    return Finished(_info(done), [a.id for a in live], cancelled)
+    done = await c.fetchrow(SET_STATUS, [agent_id], final.value)
+    return Finished(from_record(AgentInfo, done), [a.id for a in live], cancelled)
 
 
 @validated
 async def get(agent_id: uuid.UUID, *, conn: asyncpg.Connection | None = None) -> AgentInfo:
-    async with db.connection(conn) as c:
-        row = await c.fetchrow(f"SELECT {_COLUMNS} FROM agent.agents WHERE id = $1", agent_id)
+    row = await db.fetchrow(GET.sql, agent_id, conn=conn)
     if row is None:
         raise NotFound(f"no agent {agent_id}")
-    return _info(row)
+    return from_record(AgentInfo, row)
 
 
 @validated
@@ -279,16 +274,8 @@ async def subtree(
 ) -> list[AgentInfo]:
     """All descendants (not the agent itself), nearest first, optionally at most
     ``max_depth`` levels down."""
-    async with db.connection(conn) as c:
-        rows = await c.fetch(
-            f"SELECT a.{_COLUMNS.replace(', ', ', a.')} FROM agent.hierarchies h "
-            "JOIN agent.agents a ON a.id = h.child_id "
-            "WHERE h.parent_id = $1 AND ($2::int IS NULL OR h.depth <= $2) "
-            "ORDER BY h.depth, a.created_at, a.id",
-            agent_id,
-            max_depth,
-        )
-    return [_info(r) for r in rows]
+    depth = MAX_AGENT_DEPTH if max_depth is None else max_depth
+    return from_records(AgentInfo, await db.fetch(SUBTREE.sql, agent_id, depth, conn=conn))
 
 
 @validated
@@ -296,11 +283,4 @@ async def ancestors(
     agent_id: uuid.UUID, *, conn: asyncpg.Connection | None = None
 ) -> list[AgentInfo]:
     """The agent's parent, grandparent, … up to the root."""
-    async with db.connection(conn) as c:
-        rows = await c.fetch(
-            f"SELECT a.{_COLUMNS.replace(', ', ', a.')} FROM agent.hierarchies h "
-            "JOIN agent.agents a ON a.id = h.parent_id "
-            "WHERE h.child_id = $1 ORDER BY h.depth",
-            agent_id,
-        )
-    return [_info(r) for r in rows]
+    return from_records(AgentInfo, await db.fetch(ANCESTORS.sql, agent_id, conn=conn))

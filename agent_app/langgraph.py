@@ -39,11 +39,11 @@ What a graph author may rely on:
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 import asyncpg
@@ -60,14 +60,19 @@ from langgraph.checkpoint.base import (
     writes_sort_key,
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
+from piccolo.table import Table
 
-from agent_app import db
+from agent_app import db, sqlfile
 from agent_app.errors import AgentAppError
+from agent_app.rows import extra, from_record, row_type
+from agent_app.tables import GraphBlob, GraphCheckpoint, GraphThread, GraphWrite
 
 T = TypeVar("T")
 
+_TABLES: tuple[type[Table], ...] = (GraphThread, GraphCheckpoint, GraphBlob, GraphWrite)
+
 #: The tables this saver needs; the agent_app migrations create them.
-TABLES = ("graph_threads", "graph_checkpoints", "graph_blobs", "graph_writes")
+TABLES = tuple(t._meta.tablename for t in _TABLES)
 
 PRUNE_STRATEGIES = ("keep_latest", "delete")
 
@@ -85,178 +90,67 @@ class InvalidThreadConfig(AgentAppError):
 
 
 # --------------------------------------------------------------------------- #
-# SQL: every statement the saver runs
+# SQL: every statement the saver runs (agent_app/sql/queries/langgraph.sql)
 # --------------------------------------------------------------------------- #
 
-# The thread row comes into being with its first checkpoint or write (ON CONFLICT DO
-# NOTHING writes nothing when it exists); the foreign keys of the other CTEs' rows are
-# checked at the end of the statement, when it is there.
-PUT_CHECKPOINT = """
-WITH thread AS (
-    INSERT INTO agent.graph_threads (thread_id) VALUES ($1) ON CONFLICT (thread_id) DO NOTHING
-), blobs AS (
-    INSERT INTO agent.graph_blobs (thread_id, checkpoint_ns, channel, version, type, blob)
-    SELECT $1, $2, b.channel, b.version, b.type, b.blob
-      FROM unnest($3::text[], $4::text[], $5::text[], $6::bytea[])
-           AS b(channel, version, type, blob)
-    ON CONFLICT (thread_id, checkpoint_ns, channel, version) DO NOTHING
-)
-INSERT INTO agent.graph_checkpoints (thread_id, checkpoint_ns, checkpoint_id,
-    parent_checkpoint_id, type, body, channels, versions, metadata)
-VALUES ($1, $2, $7, $8, $9, $10, $11, $12, $13::jsonb)
-ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id) DO UPDATE
-   SET type = excluded.type, body = excluded.body, channels = excluded.channels,
-       versions = excluded.versions, metadata = excluded.metadata
-"""
-
-_PUT_WRITES = """
-WITH thread AS (
-    INSERT INTO agent.graph_threads (thread_id) VALUES ($1) ON CONFLICT (thread_id) DO NOTHING
-)
-INSERT INTO agent.graph_writes (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path,
-    idx, channel, type, blob)
-SELECT $1, $2, $3, $4, $5, w.idx, w.channel, w.type, w.blob
-  FROM unnest($6::int[], $7::text[], $8::text[], $9::bytea[]) AS w(idx, channel, type, blob)
-ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) DO {action}
-"""
+SQL = sqlfile.load("langgraph")
+PUT_CHECKPOINT = SQL["put_checkpoint"]
 #: A retried put_writes changes nothing ...
-INSERT_WRITES = _PUT_WRITES.format(action="NOTHING")
+INSERT_WRITES = SQL["insert_writes"]
 #: ... except for special channels (errors, interrupts), whose latest value wins.
-UPSERT_WRITES = _PUT_WRITES.format(
-    action="UPDATE SET channel = excluded.channel, type = excluded.type, blob = excluded.blob"
+UPSERT_WRITES = SQL["upsert_writes"]
+GET_LATEST = SQL["get_latest"]
+GET_BY_ID = SQL["get_by_id"]
+LIST = SQL["list"]
+LINK_THREAD = SQL["link_thread"]
+MISSING_TABLES = SQL["missing_tables"]
+DELETE_FOR_RUNS = SQL["delete_for_runs"]
+PRUNE_KEEP_LATEST = SQL["prune_keep_latest"]
+COLLECT_BLOBS = SQL["collect_blobs"]
+COPY_THREAD = tuple(
+    SQL[name] for name in ("copy_thread_row", "copy_blobs", "copy_checkpoints", "copy_writes")
 )
 
-# One row per checkpoint with its blobs and pending writes as parallel arrays.
-SELECT_TUPLES = """
-SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_checkpoint_id, c.type, c.body,
-       c.metadata::text AS metadata,
-       b.channels AS blob_channels, b.types AS blob_types, b.blobs AS blob_values,
-       w.task_ids, w.channels AS write_channels, w.types AS write_types,
-       w.blobs AS write_values, w.task_paths, w.idxs
-  FROM agent.graph_checkpoints c
-  LEFT JOIN LATERAL (
-      SELECT array_agg(bl.channel) AS channels, array_agg(bl.type) AS types,
-             array_agg(bl.blob) AS blobs
-        FROM unnest(c.channels, c.versions) AS v(channel, version)
-        JOIN agent.graph_blobs bl
-          ON bl.thread_id = c.thread_id AND bl.checkpoint_ns = c.checkpoint_ns
-         AND bl.channel = v.channel AND bl.version = v.version
-  ) b ON true
-  LEFT JOIN LATERAL (
-      SELECT array_agg(wr.task_id) AS task_ids, array_agg(wr.channel) AS channels,
-             array_agg(wr.type) AS types, array_agg(wr.blob) AS blobs,
-             array_agg(wr.task_path) AS task_paths, array_agg(wr.idx) AS idxs
-        FROM agent.graph_writes wr
-       WHERE wr.thread_id = c.thread_id AND wr.checkpoint_ns = c.checkpoint_ns
-         AND wr.checkpoint_id = c.checkpoint_id
-  ) w ON true
-"""
 
-GET_LATEST = (
-    SELECT_TUPLES + " WHERE c.thread_id = $1 AND c.checkpoint_ns = $2"
-    " ORDER BY c.checkpoint_id DESC LIMIT 1"
+@row_type(
+    GraphCheckpoint,
+    blob_channels=extra(),
+    blob_types=extra(),
+    blob_values=extra(),
+    task_ids=extra(),
+    write_channels=extra(),
+    write_types=extra(),
+    write_values=extra(),
+    task_paths=extra(),
+    idxs=extra(),
 )
-GET_BY_ID = (
-    SELECT_TUPLES + " WHERE c.thread_id = $1 AND c.checkpoint_ns = $2 AND c.checkpoint_id = $3"
-)
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    """A checkpoint row as the get/list statements read it: the blobs of the channel
+    versions it names, and its pending writes, as parallel arrays (null when none)."""
 
-DELETE_THREAD = "DELETE FROM agent.graph_threads WHERE thread_id = $1"
+    thread_id: str
+    checkpoint_ns: str
+    checkpoint_id: str
+    parent_checkpoint_id: str | None
+    type: str
+    body: bytes
+    metadata: Any
+    blob_channels: list[str] | None
+    blob_types: list[str] | None
+    blob_values: list[Any] | None  # null for the "empty" type
+    task_ids: list[str] | None
+    write_channels: list[str] | None
+    write_types: list[str] | None
+    write_values: list[bytes] | None
+    task_paths: list[str] | None
+    idxs: list[int] | None
 
-# Blobs that no checkpoint of their thread and namespace names any more, within the
-# (thread, namespace) pairs given.
-COLLECT_BLOBS = """
-WITH scope AS (
-    SELECT DISTINCT s.thread_id, s.checkpoint_ns
-      FROM unnest($1::text[], $2::text[]) AS s(thread_id, checkpoint_ns)
-), referenced AS (
-    SELECT DISTINCT c.thread_id, c.checkpoint_ns, v.channel, v.version
-      FROM scope s
-      JOIN agent.graph_checkpoints c
-        ON c.thread_id = s.thread_id AND c.checkpoint_ns = s.checkpoint_ns
-     CROSS JOIN LATERAL unnest(c.channels, c.versions) AS v(channel, version)
-)
-DELETE FROM agent.graph_blobs b
- USING scope s
- WHERE b.thread_id = s.thread_id AND b.checkpoint_ns = s.checkpoint_ns
-   AND NOT EXISTS (
-       SELECT 1 FROM referenced r
-        WHERE r.thread_id = b.thread_id AND r.checkpoint_ns = b.checkpoint_ns
-          AND r.channel = b.channel AND r.version = b.version)
-"""
 
-DELETE_FOR_RUNS = """
-WITH doomed AS (
-    DELETE FROM agent.graph_checkpoints c
-     USING unnest($1::text[]) AS r(run_id)
-     WHERE c.metadata @> jsonb_build_object('run_id', r.run_id)
-    RETURNING c.thread_id, c.checkpoint_ns, c.checkpoint_id
-), writes AS (
-    DELETE FROM agent.graph_writes w
-     USING doomed d
-     WHERE w.thread_id = d.thread_id AND w.checkpoint_ns = d.checkpoint_ns
-       AND w.checkpoint_id = d.checkpoint_id
-)
-SELECT DISTINCT thread_id, checkpoint_ns FROM doomed
-"""
-
-# Keeps the newest checkpoint of each namespace. Writes newer than it stay: they may
-# belong to a checkpoint that is being saved right now.
-PRUNE_KEEP_LATEST = """
-WITH latest AS (
-    SELECT DISTINCT ON (thread_id, checkpoint_ns) thread_id, checkpoint_ns, checkpoint_id
-      FROM agent.graph_checkpoints
-     WHERE thread_id = ANY($1::text[])
-     ORDER BY thread_id, checkpoint_ns, checkpoint_id DESC
-), checkpoints AS (
-    DELETE FROM agent.graph_checkpoints c
-     USING latest l
-     WHERE c.thread_id = l.thread_id AND c.checkpoint_ns = l.checkpoint_ns
-       AND c.checkpoint_id < l.checkpoint_id
-), writes AS (
-    DELETE FROM agent.graph_writes w
-     USING latest l
-     WHERE w.thread_id = l.thread_id AND w.checkpoint_ns = l.checkpoint_ns
-       AND w.checkpoint_id < l.checkpoint_id
-), orphaned AS (
-    UPDATE agent.graph_checkpoints c SET parent_checkpoint_id = NULL
-      FROM latest l
-     WHERE c.thread_id = l.thread_id AND c.checkpoint_ns = l.checkpoint_ns
-       AND c.checkpoint_id = l.checkpoint_id AND c.parent_checkpoint_id IS NOT NULL
-)
-SELECT thread_id, checkpoint_ns FROM latest
-"""
-
-PRUNE_DELETE = (
-    "DELETE FROM agent.graph_checkpoints WHERE thread_id = ANY($1::text[])",
-    "DELETE FROM agent.graph_writes WHERE thread_id = ANY($1::text[])",
-    "DELETE FROM agent.graph_blobs WHERE thread_id = ANY($1::text[])",
-)
-
-COPY_THREAD = (
-    """INSERT INTO agent.graph_threads (thread_id)
-       SELECT $2 WHERE EXISTS (SELECT 1 FROM agent.graph_threads WHERE thread_id = $1)
-       ON CONFLICT (thread_id) DO NOTHING""",
-    """INSERT INTO agent.graph_blobs (thread_id, checkpoint_ns, channel, version, type, blob)
-       SELECT $2, checkpoint_ns, channel, version, type, blob
-         FROM agent.graph_blobs WHERE thread_id = $1
-       ON CONFLICT (thread_id, checkpoint_ns, channel, version) DO NOTHING""",
-    """INSERT INTO agent.graph_checkpoints (thread_id, checkpoint_ns, checkpoint_id,
-           parent_checkpoint_id, type, body, channels, versions, metadata)
-       SELECT $2, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, body, channels,
-              versions, metadata
-         FROM agent.graph_checkpoints WHERE thread_id = $1
-       ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id) DO NOTHING""",
-    """INSERT INTO agent.graph_writes (thread_id, checkpoint_ns, checkpoint_id, task_id,
-           task_path, idx, channel, type, blob)
-       SELECT $2, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, blob
-         FROM agent.graph_writes WHERE thread_id = $1
-       ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) DO NOTHING""",
-)
-
-LINK_THREAD = """
-INSERT INTO agent.graph_threads (thread_id, run_id, agent_id) VALUES ($1, $2, $3)
-ON CONFLICT (thread_id) DO UPDATE SET run_id = excluded.run_id, agent_id = excluded.agent_id
-"""
+async def _run(conn: asyncpg.Connection, query: Any) -> None:
+    """A Piccolo write on ``conn`` (already inside the saver's connection handling)."""
+    sql, args = db.compile_query(query)
+    await conn.execute(sql, *args)
 
 
 def _is_inline(value: Any) -> bool:
@@ -326,16 +220,12 @@ class AgentAppSaver(BaseCheckpointSaver[str]):
     async def setup(self) -> None:
         """Check that the saver's tables exist. Migrations own the DDL: this creates
         nothing, and raises :class:`SchemaMissing` naming the missing tables."""
+        names = [t._meta.get_formatted_tablename(quoted=False) for t in _TABLES]
         async with self._conn() as conn:
-            missing = [
-                t
-                for t in TABLES
-                if await conn.fetchval("SELECT to_regclass($1)", f"agent.{t}") is None
-            ]
+            missing = [r[0] for r in await conn.fetch(MISSING_TABLES, names)]
         if missing:
             raise SchemaMissing(
-                f"tables {', '.join('agent.' + t for t in missing)} are missing: "
-                "run `piccolo migrations forwards all`"
+                f"tables {', '.join(missing)} are missing: run `piccolo migrations forwards all`"
             )
 
     async def link_thread(
@@ -356,26 +246,31 @@ class AgentAppSaver(BaseCheckpointSaver[str]):
     # Reading
     # ----------------------------------------------------------------------- #
 
-    def _load_tuple(self, row: asyncpg.Record) -> CheckpointTuple:
-        checkpoint = cast(Checkpoint, self.serde.loads_typed((row["type"], row["body"])))
+    def _load_tuple(self, record: asyncpg.Record) -> CheckpointTuple:
+        row = from_record(_Stored, record)
+        checkpoint = cast(Checkpoint, self.serde.loads_typed((row.type, row.body)))
         values = dict(checkpoint.get("channel_values") or {})
-        if row["blob_channels"]:
+        if row.blob_channels:
+            assert row.blob_types is not None and row.blob_values is not None
             for channel, type_, blob in zip(
-                row["blob_channels"], row["blob_types"], row["blob_values"], strict=True
+                row.blob_channels, row.blob_types, row.blob_values, strict=True
             ):
                 if type_ != "empty":
                     values[channel] = self.serde.loads_typed((type_, blob))
         checkpoint["channel_values"] = values
         writes: list[tuple[str, str, Any]] = []
-        if row["task_ids"]:
+        if row.task_ids:
+            assert row.task_paths is not None and row.idxs is not None
+            assert row.write_channels is not None and row.write_types is not None
+            assert row.write_values is not None
             stored = sorted(
                 zip(
-                    row["task_paths"],
-                    row["task_ids"],
-                    row["idxs"],
-                    row["write_channels"],
-                    row["write_types"],
-                    row["write_values"],
+                    row.task_paths,
+                    row.task_ids,
+                    row.idxs,
+                    row.write_channels,
+                    row.write_types,
+                    row.write_values,
                     strict=True,
                 ),
                 key=lambda w: writes_sort_key(w[0], w[1], w[2]),
@@ -384,18 +279,18 @@ class AgentAppSaver(BaseCheckpointSaver[str]):
                 (task_id, channel, self.serde.loads_typed((type_, blob)))
                 for _, task_id, _, channel, type_, blob in stored
             ]
-        thread_id, ns = row["thread_id"], row["checkpoint_ns"]
-        parent = row["parent_checkpoint_id"]
+        thread_id, ns = row.thread_id, row.checkpoint_ns
+        parent = row.parent_checkpoint_id
         return CheckpointTuple(
             config={
                 "configurable": {
                     "thread_id": thread_id,
                     "checkpoint_ns": ns,
-                    "checkpoint_id": row["checkpoint_id"],
+                    "checkpoint_id": row.checkpoint_id,
                 }
             },
             checkpoint=checkpoint,
-            metadata=cast(CheckpointMetadata, json.loads(row["metadata"])),
+            metadata=cast(CheckpointMetadata, row.metadata),
             parent_config=(
                 {
                     "configurable": {
@@ -434,32 +329,24 @@ class AgentAppSaver(BaseCheckpointSaver[str]):
         """Checkpoints newest first (by checkpoint id): of the thread (and namespace,
         and checkpoint id) in ``config``, or of every thread when ``config`` is None;
         whose metadata contains ``filter``; older than ``before``; at most ``limit``."""
-        wheres: list[str] = []
-        args: list[Any] = []
-
-        def arg(value: Any) -> str:
-            args.append(value)
-            return f"${len(args)}"
-
+        thread_id = ns = checkpoint_id = before_id = None
         if config is not None:
-            wheres.append(f"c.thread_id = {arg(_thread_id(config))}")
+            thread_id = _thread_id(config)
             ns = config["configurable"].get("checkpoint_ns")
-            if ns is not None:
-                wheres.append(f"c.checkpoint_ns = {arg(ns)}")
-            if checkpoint_id := get_checkpoint_id(config):
-                wheres.append(f"c.checkpoint_id = {arg(checkpoint_id)}")
-        if filter:
-            wheres.append(f"c.metadata @> {arg(db.dumps(filter))}::jsonb")
-        if before is not None and (before_id := get_checkpoint_id(before)):
-            wheres.append(f"c.checkpoint_id < {arg(before_id)}")
-        sql = SELECT_TUPLES
-        if wheres:
-            sql += " WHERE " + " AND ".join(wheres)
-        sql += " ORDER BY c.checkpoint_id DESC"
-        if limit is not None:
-            sql += f" LIMIT {arg(int(limit))}"
+            checkpoint_id = get_checkpoint_id(config) or None
+        if before is not None:
+            before_id = get_checkpoint_id(before) or None
+        contains = db.dumps(filter) if filter else None
         async with self._conn() as conn:
-            rows = await conn.fetch(sql, *args)
+            rows = await conn.fetch(
+                LIST,
+                thread_id,
+                ns,
+                checkpoint_id,
+                contains,
+                before_id,
+                None if limit is None else int(limit),
+            )
         for row in rows:
             yield self._load_tuple(row)
 
@@ -564,7 +451,7 @@ class AgentAppSaver(BaseCheckpointSaver[str]):
     async def adelete_thread(self, thread_id: str) -> None:
         """Delete the thread with all its checkpoints, blobs and writes (and its links)."""
         async with self._conn() as conn:
-            await conn.execute(DELETE_THREAD, str(thread_id))
+            await _run(conn, GraphThread.delete().where(GraphThread.thread_id == str(thread_id)))
 
     async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
         """Delete the checkpoints LangGraph runs ``run_ids`` saved (``metadata.run_id``),
@@ -578,11 +465,8 @@ class AgentAppSaver(BaseCheckpointSaver[str]):
         async with self._conn() as conn, conn.transaction():
             scope = await conn.fetch(DELETE_FOR_RUNS, ids)
             if scope:
-                await conn.execute(
-                    COLLECT_BLOBS,
-                    [r["thread_id"] for r in scope],
-                    [r["checkpoint_ns"] for r in scope],
-                )
+                threads, namespaces = zip(*scope, strict=True)  # (thread, namespace) pairs
+                await conn.execute(COLLECT_BLOBS, threads, namespaces)
 
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Copy every checkpoint, blob and write of one thread to another (one
@@ -606,16 +490,16 @@ class AgentAppSaver(BaseCheckpointSaver[str]):
             return
         async with self._conn() as conn, conn.transaction():
             if strategy == "delete":
-                for sql in PRUNE_DELETE:
-                    await conn.execute(sql, ids)
+                await _run(
+                    conn, GraphCheckpoint.delete().where(GraphCheckpoint.thread_id.is_in(ids))
+                )
+                await _run(conn, GraphWrite.delete().where(GraphWrite.thread_id.is_in(ids)))
+                await _run(conn, GraphBlob.delete().where(GraphBlob.thread_id.is_in(ids)))
                 return
             scope = await conn.fetch(PRUNE_KEEP_LATEST, ids)
             if scope:
-                await conn.execute(
-                    COLLECT_BLOBS,
-                    [r["thread_id"] for r in scope],
-                    [r["checkpoint_ns"] for r in scope],
-                )
+                threads, namespaces = zip(*scope, strict=True)  # (thread, namespace) pairs
+                await conn.execute(COLLECT_BLOBS, threads, namespaces)
 
     def get_next_version(self, current: str | None, channel: None) -> str:
         """Versions as LangGraph's Postgres saver makes them: a zero-padded counter and

@@ -12,7 +12,9 @@ computes, like ``true AS created``) is marked ``field=extra()``; a field with a 
 may be missing from a record (a statement that leaves a large column out), and then
 keeps its default.
 
-:func:`select` starts a Piccolo query for a row type's columns; :func:`from_record` turns
+:func:`select` starts a Piccolo query for a row type's columns (``via=`` a foreign key
+to the row type's Table reads them through that key's join; :func:`through` reads one
+column so); :func:`from_record` turns
 a record (from Piccolo, a ``.sql`` statement returning ``*``, or asyncpg) into the row
 type.
 """
@@ -24,7 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from enum import Enum
 from typing import Any, TypeVar
 
-from piccolo.columns import JSONB, Column
+from piccolo.columns import JSONB, Column, ForeignKey
 from piccolo.query.methods.select import Select
 from piccolo.querystring import QueryString
 from piccolo.table import Table
@@ -152,11 +154,31 @@ def columns(cls: type) -> tuple[Column, ...]:
     return _COLUMNS[cls]
 
 
-def select(cls: type) -> Select:
+def through(via: ForeignKey, column: Column) -> Column:
+    """``column`` (of the Table ``via`` refers to) read through the foreign key ``via``:
+    ``through(Budget.agent_id, Agent.status)`` is Piccolo's ``Budget.agent_id.status``,
+    with ``Agent.status`` spelt so that mypy sees it. Named as the column is."""
+    if not isinstance(via, ForeignKey):
+        raise TypeError(f"{via._meta.name} is not a foreign key")
+    target = via._foreign_key_meta.resolved_references
+    if column._meta.table is not target:
+        raise TypeError(f"{via._meta.name} does not refer to {column._meta.table.__name__}")
+    joined: Column = getattr(via, column._meta.name)
+    return joined.as_alias(column._meta.db_column_name)
+
+
+def select(cls: type, *, via: ForeignKey | None = None) -> Select:
     """``Table.select(<the row type's columns>)``: add ``.where()``/``.order_by()`` and run
-    it with :func:`agent_app.db.query`."""
+    it with :func:`agent_app.db.query`.
+
+    ``via``: a foreign key (of another Table) to the row type's Table: the query is
+    ``Other.select(<via>.<each column>)``, the row type's columns read through the join
+    and named as in their Table, so :func:`from_record` builds the row type (e.g. the
+    agents a closure table names: ``select(AgentInfo, via=Hierarchy.child_id)``)."""
     cols = _COLUMNS[cls]
-    return cols[0]._meta.table.select(*cols)
+    if via is None:
+        return cols[0]._meta.table.select(*cols)
+    return via._meta.table.select(*(through(via, c) for c in cols))
 
 
 def now() -> QueryString:

@@ -30,6 +30,7 @@ from agent_app import (
     budgets,
     checkpoints,
     cta,
+    db,
     hierarchy,
     memory,
     operator,
@@ -366,16 +367,13 @@ async def _interrupted(run: _Run) -> None:
             return
         # Interrupted while create_run was under way: its INSERT may have committed
         # before the cancellation reached us. The database knows it by its sandbox.
-        row = await (
-            FeatureRun.select(FeatureRun.id)
-            .where(FeatureRun.sandbox_id == run.sandbox.id)
-            .first()
-            .run()
+        row = await db.query_row(
+            FeatureRun.select(FeatureRun.id).where(FeatureRun.sandbox_id == run.sandbox.id).first()
         )
         if row is None:
             await _abort_sandbox(run)
             return
-        run.run = await runs.get_run(row["id"])
+        run.run = await runs.get_run(row[0])
     current = await runs.get_run(run.run.id)
     if current.current_phase not in (FeaturePhase.completed, FeaturePhase.failed):
         run.stats.runs_failed += 1

@@ -248,6 +248,17 @@ async def test_charge_is_usage_without_a_reservation() -> None:
     await unchanged_by(budgets.charge(agent.id, C, 1), NotFound)
 
 
+async def test_a_zero_charge_records_nothing_but_is_refused_on_a_closed_budget() -> None:
+    agent = await solo(100)
+    assert await budgets.charge(agent.id, T, 0) is None
+    await unchanged_by(budgets.charge(agent.id, C, 0), NotFound)
+    await hierarchy.finish(agent.id)
+    with pytest.raises(RuleViolation) as closed:
+        await budgets.charge(agent.id, T, 0)
+    assert closed.value.rule == "budget_closed" and "is completed" in str(closed.value)
+    assert await figures(agent.id) == (100, 0, 0)
+
+
 async def test_bad_input_is_refused_by_name_and_changes_nothing() -> None:
     agent = await solo(100)
     r = await budgets.reserve(agent.id, T, 10)
