@@ -333,7 +333,6 @@ async def test_books_stay_balanced_through_any_sequence_of_operations() -> None:
     plus its live children's allocations, at every check and at the end."""
     root = await hierarchy.create_root(AgentType.orchestrator, "root", budgets={T: 5000, C: 50})
     agents = [root]
-    rng = random.Random(8)
     contention: list[int] = []
     done: dict[str, int] = dict.fromkeys(
         ("spawn", "reserve", "commit", "release", "renew", "charge", "finish", "expired"), 0
@@ -341,7 +340,12 @@ async def test_books_stay_balanced_through_any_sequence_of_operations() -> None:
 
     async def worker(w: int) -> None:
         held: list[budgets.Reservation] = []
-        for _ in range(30):
+        rng = random.Random(8 + w)  # each worker its own sequence
+        for step in range(400):
+            # 30 operations each, then on until every kind has happened at least once
+            # (which kinds a worker draws depends on how the others interleave).
+            if step >= 30 and all(n for kind, n in done.items() if kind != "expired"):
+                break
             live = [a for a in agents if not (await hierarchy.get(a.id)).finished]
             if not live:
                 return
