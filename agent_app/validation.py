@@ -58,6 +58,7 @@ import enum
 import functools
 import inspect
 import math
+import re
 import types
 import typing
 import uuid
@@ -203,6 +204,36 @@ def invalid(rule: str, where: str, problem: str, value: Any) -> InvalidArgument:
     return InvalidArgument(rule, where, problem, value)
 
 
+#: Fast forms of checks: a Python expression in ``x`` (and the names it uses) that is
+#: true only for a value the check accepts unchanged. A dataclass's fields are tested
+#: with one compiled function made of them (see :func:`_dataclass`); a false result
+#: just means "run the check", which names the problem.
+_FAST: dict[Check, tuple[str, dict[str, Any]]] = {}
+
+
+def _fast(check: Check, expr: str, **names: Any) -> None:
+    _FAST[check] = (expr, names)
+
+
+def _always(value: Any) -> bool:
+    return True
+
+
+def _could_be(hint: Any) -> Callable[[Any], bool]:
+    """A cheap test that is false only for values the checker of ``hint`` refuses by
+    their type: a dataclass needs an instance, a list hint an iterable that is not a
+    str or mapping. True means "try the check"."""
+    origin = typing.get_origin(hint)
+    if origin in (Sequence, Iterable, list, tuple) or hint in (list, tuple):
+        return lambda v: (
+            isinstance(v, Iterable)
+            and not isinstance(v, str | bytes | bytearray | memoryview | Mapping)
+        )
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        return lambda v: isinstance(v, hint)
+    return _always
+
+
 # --------------------------------------------------------------------------- #
 # Checkers, one per kind of hint; each returns the (converted) value or raises.
 # --------------------------------------------------------------------------- #
@@ -229,9 +260,15 @@ def _text(rule: Rule, name: str) -> Check:
             raise invalid("text_no_nul", where, "contains a NUL character", value)
         if not rule.blank_ok and (not value or value.isspace()):
             raise invalid(f"{name}_not_empty", where, "must not be empty or only whitespace", value)
-        _encodable(value, where)
+        if not value.isascii():  # (ASCII is always encodable; isascii is O(1))
+            _encodable(value, where)
         return value
 
+    _fast(
+        check,
+        f"type(x) is str and len(x) <= {rule.max_len} and '\\x00' not in x and x.isascii()"
+        + ("" if rule.blank_ok else " and x != '' and not x.isspace()"),
+    )
     return check
 
 
@@ -250,6 +287,10 @@ def _bool(value: Any, where: str) -> bool:
     return value
 
 
+_fast(_uuid, "type(x) is UUID", UUID=uuid.UUID)
+_fast(_bool, "type(x) is bool")
+
+
 def _range_rule(rule: Rule, name: str) -> str:
     return rule.rule or f"{name}_range"
 
@@ -265,6 +306,7 @@ def _int(rule: Rule, name: str) -> Check:
             raise invalid(_range_rule(rule, name), where, f"must be in {lo:g}..{hi:g}", value)
         return int(value)
 
+    _fast(check, f"type(x) is int and {lo!r} <= x <= {hi!r}")
     return check
 
 
@@ -336,6 +378,10 @@ def _duration(rule: Rule, name: str) -> Check:
         _seconds_range(rule, name, value.total_seconds(), value, where)
         return value
 
+    lo = 0 if rule.lo is None else rule.lo
+    hi = MAX_SECONDS if rule.hi is None else rule.hi
+    _fast(check, f"type(x) is timedelta and {lo!r} <= x.total_seconds() <= {hi!r}",
+          timedelta=dt.timedelta)  # fmt: skip
     return check
 
 
@@ -357,6 +403,13 @@ def _datetime(value: Any, where: str) -> dt.datetime:
     return value
 
 
+_fast(
+    _datetime,
+    "type(x) is datetime and x.tzinfo is not None and x.utcoffset() is not None",
+    datetime=dt.datetime,
+)
+
+
 def _enum(cls: type[enum.Enum], name: str) -> Check:
     allowed = ", ".join(str(m.value) for m in cls)
 
@@ -370,6 +423,7 @@ def _enum(cls: type[enum.Enum], name: str) -> Check:
                 f"{name}_enum", where, f"must be a {cls.__name__} ({allowed})", value
             ) from None
 
+    _fast(check, "type(x) is cls", cls=cls)
     return check
 
 
@@ -384,7 +438,12 @@ def _sequence(item: Check, rule: Rule) -> Check:
                 "must be a list or other iterable of items (not a str or mapping)",
                 value,
             )
-        items = [item(v, where + rule.item_label.format(i)) for i, v in enumerate(value)]
+        values = value if isinstance(value, list | tuple) else list(value)
+        try:
+            # Paths are built only for an error: the items are checked again with them.
+            items = [item(v, where) for v in values]
+        except InvalidArgument:
+            items = [item(v, where + rule.item_label.format(i)) for i, v in enumerate(values)]
         if len(items) < rule.min_items:
             raise invalid(
                 f"{where}_not_empty", where, f"needs at least {rule.min_items} item(s)", value
@@ -484,12 +543,17 @@ def _instance(cls: type) -> Check:
 def _dataclass(cls: type) -> Check:
     hints = typing.get_type_hints(cls)
     fields = [(f.name, _checker(hints[f.name], f.name)) for f in dataclasses.fields(cls)]
+    # One compiled test of the fields whose check has a fast form (a valid value that
+    # needs no conversion passes it); the other fields are checked one by one.
+    quick = [(n, _FAST[c]) for n, c in fields if c in _FAST]
+    rest = [(n, c) for n, c in fields if c not in _FAST]
+    fast = _compile_fast(quick, "v.{}")
 
     def check(value: Any, where: str) -> Any:
         if not isinstance(value, cls):
             raise invalid("argument_type", where, f"must be a {cls.__name__}", value)
         changes = {}
-        for name, field_check in fields:
+        for name, field_check in rest if fast(value) else fields:
             old = getattr(value, name)
             new = field_check(old, f"{where}.{name}")
             if new is not old:
@@ -503,6 +567,9 @@ def _optional(inner: Check) -> Check:
     def check(value: Any, where: str) -> Any:
         return None if value is None else inner(value, where)
 
+    if inner in _FAST:
+        expr, names = _FAST[inner]
+        _fast(check, f"x is None or ({expr})", **names)
     return check
 
 
@@ -512,11 +579,25 @@ def _not_none(inner: Check) -> Check:
             raise invalid("not_null", where, "must not be None", value)
         return inner(value, where)
 
+    if inner in _FAST:  # (every fast form already refuses None)
+        expr, names = _FAST[inner]
+        _fast(check, expr, **names)
     return check
 
 
-def _first_of(checks: list[Check]) -> Check:
+def _first_of(checks: list[Check], hints: list[Any]) -> Check:
+    # A member that cannot take the value (a list passed where "Message | list[Message]"
+    # is expected is not a Message) is skipped on the way to the one that can, so no
+    # error is built for it; if none takes it, all are tried in order for the error.
+    plausible = list(zip(checks, [_could_be(h) for h in hints], strict=True))
+
     def check(value: Any, where: str) -> Any:
+        for c, could in plausible:
+            if could(value):
+                try:
+                    return c(value, where)
+                except InvalidArgument:
+                    break
         errors: list[InvalidArgument] = []
         for c in checks:
             try:
@@ -543,7 +624,7 @@ def _checker(hint: Any, name: str) -> Check:
         elif len(members) == 1:
             inner = _checker(members[0], name)
         else:
-            inner = _first_of([_checker(m, name) for m in members])
+            inner = _first_of([_checker(m, name) for m in members], members)
         return _optional(inner) if nullable else _not_none(inner)
     if hint is Any:  # JSON: None is its null
         return _plain(hint, name, rule)
@@ -597,53 +678,115 @@ def _json_item(name: str) -> Check:
 _SKIPPED = frozenset({"conn", "self"})
 
 
-def _compile(fn: Callable[..., Any]) -> tuple[inspect.Signature, dict[str, Check]]:
-    hints = typing.get_type_hints(fn)
-    sig = inspect.signature(fn)
-    checks = {
-        name: _checker(hints[name], name)
-        for name in sig.parameters
-        if name not in _SKIPPED and name in hints
-    }
-    missing = [n for n in sig.parameters if n not in _SKIPPED and n not in hints]
-    if missing:
-        raise TypeError(f"validation: {fn.__qualname__} has unannotated parameters {missing}")
-    return sig, checks
+class _Compiled:
+    """What :func:`validated` needs of one function, built at its first call."""
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        hints = typing.get_type_hints(fn)
+        self.sig = sig = inspect.signature(fn)
+        missing = [n for n in sig.parameters if n not in _SKIPPED and n not in hints]
+        if missing:
+            raise TypeError(f"validation: {fn.__qualname__} has unannotated parameters {missing}")
+        self.checks = {
+            name: _checker(hints[name], name)
+            for name in sig.parameters
+            if name not in _SKIPPED and name in hints
+        }
+        self.bind = _binder(sig)
+        # The arguments whose check has a fast form are tested by one compiled function
+        # (true: all valid as given); the others, or all of them when it is false, are
+        # checked one by one, in parameter order, as the errors must be.
+        quick = [(n, _FAST[c]) for n, c in self.checks.items() if c in _FAST]
+        self.rest = [(n, c) for n, c in self.checks.items() if c not in _FAST]
+        self.all = list(self.checks.items())
+        self.fast = _compile_fast(quick, "a[{!r}]")
+
+
+def _compile_fast(
+    quick: list[tuple[str, tuple[str, dict[str, Any]]]], access: str
+) -> Callable[[Any], bool]:
+    """One function testing the fast forms of ``quick`` (name, form) on ``access`` of its
+    argument (``v.{}`` for a field, ``a[{!r}]`` for an argument)."""
+    namespace: dict[str, Any] = {}
+    lines = ["def fast(v):", "    a = v"]
+    for i, (name, (expr, names)) in enumerate(quick):
+        for key, val in names.items():
+            namespace[f"{key}_{i}"] = val
+            expr = re.sub(rf"\b{key}\b", f"{key}_{i}", expr)
+        lines += [f"    x = {access.format(name)}", f"    if not ({expr}):", "        return False"]
+    lines.append("    return True")
+    exec("\n".join(lines), namespace)
+    fast: Callable[[Any], bool] = namespace["fast"]
+    return fast
+
+
+def _binder(sig: inspect.Signature) -> Callable[..., dict[str, Any]] | None:
+    """A function with ``sig``'s parameters and defaults that returns its arguments by
+    name (Python binds them, several times faster than ``Signature.bind``); None for a
+    signature with positional-only or variadic parameters."""
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    params = list(sig.parameters.values())
+    if any(p.kind not in kinds for p in params):
+        return None
+    namespace: dict[str, Any] = {}
+    parts: list[str] = []
+    for i, p in enumerate(params):
+        if p.kind is inspect.Parameter.KEYWORD_ONLY and "*" not in parts:
+            parts.append("*")
+        if p.default is inspect.Parameter.empty:
+            parts.append(p.name)
+        else:
+            namespace[f"__default{i}"] = p.default
+            parts.append(f"{p.name}=__default{i}")
+    names = ", ".join(f"{p.name!r}: {p.name}" for p in params)
+    exec(f"def bind({', '.join(parts)}):\n    return {{{names}}}\n", namespace)
+    bind: Callable[..., dict[str, Any]] = namespace["bind"]
+    return bind
 
 
 def validated(fn: F) -> F:
     """Check (and convert) every argument of ``fn`` before it runs; see the module
     docstring. Works on coroutine functions and plain functions (``__init__``)."""
-    compiled: list[tuple[inspect.Signature, dict[str, Check]]] = []
+    compiled: list[_Compiled] = []
 
-    def check_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> inspect.BoundArguments:
+    def check_arguments(
+        args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
         if not compiled:  # hints name classes defined later in the module: resolve lazily
-            compiled.append(_compile(fn))
-        sig, checks = compiled[0]
+            compiled.append(_Compiled(fn))
+        c = compiled[0]
+        bound = None
         try:
-            bound = sig.bind(*args, **kwargs)
-        except TypeError as e:
-            raise InvalidArgument("arguments", fn.__qualname__, str(e), show_value=False) from None
-        bound.apply_defaults()
-        arguments = bound.arguments
-        for name, check in checks.items():
+            if c.bind is None:
+                raise TypeError
+            arguments = c.bind(*args, **kwargs)
+        except TypeError:
+            try:  # (inspect's wording of the problem)
+                bound = c.sig.bind(*args, **kwargs)
+            except TypeError as e:
+                raise InvalidArgument(
+                    "arguments", fn.__qualname__, str(e), show_value=False
+                ) from None
+            bound.apply_defaults()
+            arguments = bound.arguments
+        for name, check in c.rest if c.fast(arguments) else c.all:
             arguments[name] = check(arguments[name], name)
-        return bound
+        return ((), arguments) if bound is None else (bound.args, bound.kwargs)
 
     if inspect.iscoroutinefunction(fn):
 
         @functools.wraps(fn)
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-            bound = check_arguments(args, kwargs)
-            return await fn(*bound.args, **bound.kwargs)
+            args, kwargs = check_arguments(args, kwargs)
+            return await fn(*args, **kwargs)
 
         async_wrapper.__validated__ = True  # type: ignore[attr-defined]
         return typing.cast(F, async_wrapper)
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        bound = check_arguments(args, kwargs)
-        return fn(*bound.args, **bound.kwargs)
+        args, kwargs = check_arguments(args, kwargs)
+        return fn(*args, **kwargs)
 
     wrapper.__validated__ = True  # type: ignore[attr-defined]
     return typing.cast(F, wrapper)

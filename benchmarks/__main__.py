@@ -4,8 +4,10 @@
     python -m benchmarks --quick    # everything at small sizes (a few minutes on a loaded box)
     python -m benchmarks --only claim_churn [--only peers ...]
 
-Each benchmark runs in its own process with its own throwaway database (so peak memory
-and server state do not leak between them), prints its own figures, the baseline it is
+Each benchmark runs in its own process with its own database (so peak memory and table
+state do not leak between them; one server for all, DATABASE_URL's or one embedded
+cluster, and one migrated template database each benchmark's database is copied from,
+so setup is paid once), prints its own figures, the baseline it is
 measured against and the EXPLAIN of the statement it measures, and appends its summary
 rows to a shared file. Ratios are measured side by side within one benchmark run
 (interleaved rounds, medians); on a shared machine absolute figures move from run to
@@ -24,7 +26,7 @@ import sys
 import tempfile
 import time
 
-from benchmarks.common import REPO, table
+from benchmarks.common import REPO, TEMPLATE_ENV, drop_database, make_template, table
 
 # (module, what it compares)
 BENCHMARKS: list[tuple[str, str]] = [
@@ -69,12 +71,24 @@ def main() -> int:
     unknown = set(args.only) - {name for name, _ in BENCHMARKS}
     if unknown:
         parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
+    # One server for every benchmark (DATABASE_URL's, else one embedded cluster) and one
+    # migrated template database that each benchmark copies into its own database.
+    setup = time.perf_counter()
+    server = os.environ.get("DATABASE_URL")
+    if not server:
+        from agent_app.database import embedded_url, scratch_pgdata
+
+        server = embedded_url(scratch_pgdata("agent_app_bench_"), throwaway=True)
+    template = make_template(server)
+    env = {**os.environ, "DATABASE_URL": server, TEMPLATE_ENV: template}
+    print(f"(one server, one migrated template database: {time.perf_counter() - setup:.1f} s)")
     fd, summary = tempfile.mkstemp(prefix="agent_app_bench_", suffix=".jsonl")
     os.close(fd)
     failed = []
     started = time.perf_counter()
     what = dict(BENCHMARKS)
     skipped = []
+    took: dict[str, float] = {}
     for name in chosen:
         if name in NEEDS and importlib.util.find_spec(NEEDS[name][0].split(".")[0]) is None:
             skipped.append(f"{name} ({NEEDS[name][1]})")
@@ -85,8 +99,12 @@ def main() -> int:
             cmd += OWN_ARGS[name][1 if args.quick else 0]
         else:
             cmd += ["--summary", summary] + (["--quick"] if args.quick else [])
-        if subprocess.run(cmd, cwd=REPO).returncode != 0:
+        one = time.perf_counter()
+        if subprocess.run(cmd, cwd=REPO, env=env).returncode != 0:
             failed.append(name)
+        took[name] = time.perf_counter() - one
+        print(f"--- {name}: {took[name]:.1f} s", flush=True)
+    drop_database(server, template)
     rows = []
     with open(summary) as f:
         for line in f:
@@ -98,6 +116,8 @@ def main() -> int:
           "a loaded shared machine moves absolute figures) ===")  # fmt: skip
     if rows:
         print(table(rows, ["figure", "value", "target", "met"]))
+    if took:
+        print("seconds per benchmark: " + ", ".join(f"{n} {t:.0f}" for n, t in took.items()))
     if skipped:
         print(f"not run, their peer is not installed: {'; '.join(skipped)}")
     if failed:
