@@ -287,7 +287,7 @@ def _bool(value: Any, where: str) -> bool:
     return value
 
 
-_fast(_uuid, "type(x) is UUID", UUID=uuid.UUID)
+_fast(_uuid, "isinstance(x, UUID)", UUID=uuid.UUID)  # (asyncpg returns a subclass)
 _fast(_bool, "type(x) is bool")
 
 
