@@ -68,5 +68,5 @@ if __name__ == "__main__":
     parser.add_argument("--summary", default=None, help="append summary rows (JSON lines)")
     args = parser.parse_args()
     prepare()
-    ops = 60 if args.quick else args.ops
+    ops = 30 if args.quick else args.ops
     asyncio.run(main(ops, args.workers, args.rounds, args.summary))

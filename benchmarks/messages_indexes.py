@@ -56,7 +56,17 @@ async def main(summary: str | None) -> None:
     await db.start_pool(min_size=2, max_size=10)
     stats = await simulate(20, 4, seed=1)
     await db.close_pool()
-    await asyncio.sleep(11)  # idle backends flush their statistics within 10 s
+    # A backend flushes its statistics when it exits: wait until the closed pool's
+    # backends are gone (instead of the 10 s an idle backend may keep them).
+    for _ in range(100):
+        others = await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()"
+        )
+        if others == 0:
+            break
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(0.2)
     after_sim = {r["indexrelname"]: r["idx_scan"] for r in await conn.fetch(IDX_SCANS)}
     await conn.execute("DELETE FROM agent.feature_runs")
     await conn.execute("SELECT pg_stat_force_next_flush()")

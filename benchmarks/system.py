@@ -8,7 +8,7 @@
 * Multi-recipient claims: one worker claiming for 1, 4 and 16 recipients (the
   ``= ANY($1)`` form) draining the same backlog spread over them, batch 1 and 10,
   against the one-recipient claim; messages/s.
-* ``simulate`` at 20, 200 and 1,000 runs (1,000 only in full mode), each size in its own
+* ``simulate`` at 20, 200 and 1,000 runs (20 and 60 with --quick), each size in its own
   process on its own database: runs/s, peak RSS of the client, peak memory of the
   server's processes (sum of their unique set sizes, sampled every 0.5 s; shared
   buffers, 128 MB, come on top), so the growth of cost with work is visible.
@@ -266,19 +266,21 @@ async def main(quick: bool, rounds: int, summary: str | None) -> None:
     from agent_app import db
 
     await db.start_pool(min_size=DRAIN_WORKERS + 4, max_size=DRAIN_WORKERS + 4)
-    lat = await consumer_latency(30 if quick else 100, rounds)
+    lat = await consumer_latency(20 if quick else 100, rounds)
     print(f"send -> yielded latency, ms (median over {rounds} rounds of p50/p95; one message "
           "at a time; the drain: 16 workers claim+ack another recipient's backlog)")  # fmt: skip
     print("floor: raw asyncpg LISTEN on the same channel + the same claim on a held connection")
     print(table(lat, ["consumer", "load", "p50", "p95"]))
-    multi, plan = await multi_recipient(600 if quick else 3000, rounds)
+    multi, plan = await multi_recipient(300 if quick else 3000, rounds)
     print(f"\nEXPLAIN ANALYZE of the multi-recipient claim (16 recipients x 50 pending, "
           f"rolled back):\n{plan}\n")  # fmt: skip
     print("one worker draining a backlog spread over k recipients, messages/s")
     print(table(multi, ["recipients", "batch", "msg/s", "vs 1 recipient"]))
     await db.close_pool()
 
-    sizes = [20, 200] if quick else [20, 200, 1000]
+    # --quick: 20 and 60 runs (3x the work, enough to see how the rate and memory grow;
+    # 200 runs alone take ~30 s here); full: 20, 200 and 1,000.
+    sizes = [20, 60] if quick else [20, 200, 1000]
     sims = simulate_scaling(sizes, workers=8)
     rows = [
         [f"{s['runs']:,}", f"{s['seconds']:.1f}", f"{s['runs'] / s['seconds']:.2f}",
