@@ -47,8 +47,8 @@ BENCHMARKS: list[tuple[str, str]] = [
 # Benchmarks that print their own figures but add no summary rows: their arguments
 # (full mode, --quick).
 OWN_ARGS: dict[str, tuple[list[str], list[str]]] = {
-    "langgraph_saver": ([], ["--steps", "50"]),
-    "agents_session": ([], ["--ops", "50"]),
+    "langgraph_saver": ([], ["--steps", "30"]),
+    "agents_session": ([], ["--ops", "30"]),
 }
 
 
