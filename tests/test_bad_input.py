@@ -679,3 +679,23 @@ async def test_translate_names_every_data_error() -> None:
     assert copy.value.rule == "value_too_long"
     assert copy.value.parameter == "agent_steps.raw_finish_reason", str(copy.value)
     assert "row 1" in str(copy.value)
+
+
+async def test_a_bad_message_in_a_batch_is_named_by_its_place_and_nothing_is_acked() -> None:
+    """A worker acking a batch learns which message of it is bad (its index and field),
+    and the batch stays claimed; a str is not a batch of messages."""
+    w = await make_world()
+    await queue.send(w.root, "k", {"n": 2})
+    [other] = await queue.claim("w", [w.root], lease=dt.timedelta(hours=1))
+    bad = dataclasses.replace(other, kind="")
+    with pytest.raises(InvalidArgument) as err:
+        await queue.ack([w.message, bad], "w")
+    assert err.value.rule == "kind_not_empty" and err.value.parameter == "messages[1].kind"
+    with pytest.raises(InvalidArgument) as err:
+        await queue.ack([w.message, dataclasses.replace(other, attempts=0)], "w")
+    assert err.value.rule == "attempts_range" and err.value.parameter == "messages[1].attempts"
+    with pytest.raises(InvalidArgument) as err:
+        await queue.ack("not messages", "w")  # type: ignore[arg-type]
+    assert err.value.rule == "list_not_str"
+    # Nothing was acked: both are still held, and the good batch acks.
+    await queue.ack([w.message, other], "w")
