@@ -32,7 +32,6 @@ from openai.types.responses import ResponseFunctionToolCall
 from agent_app import db, sqlfile, telemetry
 from agent_app.enums import AgentType, FinishReason, ToolOutputType
 from agent_app.errors import AgentAppError
-from agent_app.tables import SessionItem
 
 
 class InvalidSessionId(AgentAppError):
@@ -50,6 +49,7 @@ ADD_ITEMS = SQL["add_items"]
 GET_ALL = SQL["get_all"]
 GET_LATEST = SQL["get_latest"]
 POP_ITEM = SQL["pop_item"]
+CLEAR_SESSION = SQL["clear_session"]
 
 
 class AgentAppSession:
@@ -116,9 +116,8 @@ class AgentAppSession:
 
     async def clear_session(self) -> None:
         """Delete every item of this session."""
-        query = SessionItem.delete().where(SessionItem.session_id == self.session_id)
         async with self._conn() as conn:
-            await db.query(query, conn=conn)
+            await conn.execute(CLEAR_SESSION, self.session_id)
 
 
 # --------------------------------------------------------------------------- #

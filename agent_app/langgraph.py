@@ -107,6 +107,11 @@ MISSING_TABLES = SQL["missing_tables"]
 DELETE_FOR_RUNS = SQL["delete_for_runs"]
 PRUNE_KEEP_LATEST = SQL["prune_keep_latest"]
 COLLECT_BLOBS = SQL["collect_blobs"]
+DELETE_THREAD = SQL["delete_thread"]
+#: Prune strategy "delete": checkpoints, writes, blobs, in this order.
+PRUNE_DELETE = tuple(
+    SQL[name] for name in ("prune_delete_checkpoints", "prune_delete_writes", "prune_delete_blobs")
+)
 COPY_THREAD = tuple(
     SQL[name] for name in ("copy_thread_row", "copy_blobs", "copy_checkpoints", "copy_writes")
 )
@@ -145,12 +150,6 @@ class _Stored:
     write_values: list[bytes] | None
     task_paths: list[str] | None
     idxs: list[int] | None
-
-
-async def _run(conn: asyncpg.Connection, query: Any) -> None:
-    """A Piccolo write on ``conn`` (already inside the saver's connection handling)."""
-    sql, args = db.compile_query(query)
-    await conn.execute(sql, *args)
 
 
 def _is_inline(value: Any) -> bool:
@@ -451,7 +450,7 @@ class AgentAppSaver(BaseCheckpointSaver[str]):
     async def adelete_thread(self, thread_id: str) -> None:
         """Delete the thread with all its checkpoints, blobs and writes (and its links)."""
         async with self._conn() as conn:
-            await _run(conn, GraphThread.delete().where(GraphThread.thread_id == str(thread_id)))
+            await conn.execute(DELETE_THREAD, str(thread_id))
 
     async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
         """Delete the checkpoints LangGraph runs ``run_ids`` saved (``metadata.run_id``),
@@ -490,11 +489,8 @@ class AgentAppSaver(BaseCheckpointSaver[str]):
             return
         async with self._conn() as conn, conn.transaction():
             if strategy == "delete":
-                await _run(
-                    conn, GraphCheckpoint.delete().where(GraphCheckpoint.thread_id.is_in(ids))
-                )
-                await _run(conn, GraphWrite.delete().where(GraphWrite.thread_id.is_in(ids)))
-                await _run(conn, GraphBlob.delete().where(GraphBlob.thread_id.is_in(ids)))
+                for sql in PRUNE_DELETE:
+                    await conn.execute(sql, ids)
                 return
             scope = await conn.fetch(PRUNE_KEEP_LATEST, ids)
             if scope:

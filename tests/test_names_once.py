@@ -74,7 +74,9 @@ ALLOWED: dict[str, set[str]] = {
 }
 
 # (module, Table class, column attribute) renamed in the copy: columns each module uses
-# in a Piccolo query (a where clause, an update's values, a select list).
+# in a Piccolo query (a where clause, an update's values, a select list). agents_sdk and
+# langgraph have none: every statement they run is in their .sql file (they run on a
+# caller's pool without piccolo_conf.py, so they build no Piccolo query).
 RENAMES = [
     ("runs", "FeatureRun", "pr_url"),
     ("sandboxes", "Workspace", "head_commit"),
@@ -85,8 +87,6 @@ RENAMES = [
     ("operator", "AgentInvocation", "finished_at"),
     ("hierarchy", "Hierarchy", "depth"),
     ("budgets", "BudgetReservation", "id"),
-    ("agents_sdk", "SessionItem", "session_id"),
-    ("langgraph", "GraphThread", "thread_id"),
     ("simulation", "FeatureRun", "sandbox_id"),
 ]
 

@@ -31,3 +31,7 @@ DELETE FROM agent.session_items
               LIMIT 1
                 FOR UPDATE SKIP LOCKED)
 RETURNING item::text;
+
+-- name: clear_session
+-- Delete every item of session $1.
+DELETE FROM agent.session_items WHERE session_id = $1;

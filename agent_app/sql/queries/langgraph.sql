@@ -250,3 +250,20 @@ INSERT INTO agent.graph_writes (thread_id, checkpoint_ns, checkpoint_id, task_id
 SELECT $2, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, blob
   FROM agent.graph_writes WHERE thread_id = $1
 ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) DO NOTHING;
+
+-- name: delete_thread
+-- Delete thread $1; its checkpoints, blobs and writes go with it (foreign keys cascade).
+DELETE FROM agent.graph_threads WHERE thread_id = $1;
+
+-- name: prune_delete_checkpoints
+-- Prune strategy "delete", first of three (run in this order, in one transaction):
+-- every checkpoint of the threads $1 (any number of ids: one array parameter).
+DELETE FROM agent.graph_checkpoints WHERE thread_id = ANY($1::text[]);
+
+-- name: prune_delete_writes
+-- Prune strategy "delete", second: every write of the threads $1.
+DELETE FROM agent.graph_writes WHERE thread_id = ANY($1::text[]);
+
+-- name: prune_delete_blobs
+-- Prune strategy "delete", third: every blob of the threads $1.
+DELETE FROM agent.graph_blobs WHERE thread_id = ANY($1::text[]);
