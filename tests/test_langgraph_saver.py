@@ -249,3 +249,31 @@ async def test_sync_methods_are_bridged_from_another_thread(pool: asyncpg.Pool) 
     # On the loop's own thread a sync call would deadlock: it is refused instead.
     with pytest.raises(asyncio.InvalidStateError):
         saver.get_tuple(config)
+
+
+async def test_prune_takes_more_thread_ids_than_a_statement_has_parameters(
+    pool: asyncpg.Pool,
+) -> None:
+    """PostgreSQL's protocol allows 32,767 parameters per statement: the thread ids of a
+    prune travel as one array, so 40,000 of them (one real) are pruned in one call."""
+    saver = AgentAppSaver(pool)
+    graph = build_graph().compile(checkpointer=saver)
+    real, kept = f"t-{uuid.uuid4()}", f"t-{uuid.uuid4()}"
+    for thread in (real, kept):
+        await graph.ainvoke(
+            {"messages": [HumanMessage(content="hi")]}, {"configurable": {"thread_id": thread}}
+        )
+    ids = [f"absent-{n}" for n in range(39_999)] + [real]
+    await saver.aprune(ids, strategy="delete")
+    await saver.aprune(ids, strategy="keep_latest")
+    assert await saver.aget_tuple({"configurable": {"thread_id": real}}) is None
+    assert await saver.aget_tuple({"configurable": {"thread_id": kept}}) is not None
+    async with pool.acquire() as c:
+        for table in ("graph_checkpoints", "graph_blobs", "graph_writes"):
+            assert (
+                await c.fetchval(f"SELECT count(*) FROM agent.{table} WHERE thread_id = $1", real)
+                == 0
+            ), table
+        assert await c.fetchval(
+            "SELECT count(*) FROM agent.graph_threads WHERE thread_id = $1", real
+        )
