@@ -153,19 +153,23 @@ _TERMINAL = [s.value for s in TERMINAL_AGENT_STATUSES]
 
 # Plain reads, built with Piccolo and compiled once, on first use (compiling costs Piccolo
 # as much client CPU as the read takes; a join through a foreign key, several times more).
-# The values in them are placeholders.
+# build's arguments are the parameters $1, $2.
 
 #: Reservation $1.
-GET = db.Compiled(lambda: rows.select(Reservation).where(BudgetReservation.id == uuid.UUID(int=0)))
+GET = db.Compiled(
+    lambda reservation: rows.select(Reservation).where(BudgetReservation.id == reservation),
+    params=1,
+)
 
 #: The status of the agent owning budget ($1 the agent, $2 the resource); no row without
 #: such a budget.
 OWNER_STATUS = db.Compiled(
-    lambda: (
+    lambda agent, resource: (
         Budget.select(rows.through(Budget.agent_id, Agent.status))
-        .where(Budget.agent_id == uuid.UUID(int=0), Budget.resource == "")
+        .where(Budget.agent_id == agent, Budget.resource == resource)
         .first()
-    )
+    ),
+    params=2,
 )
 
 

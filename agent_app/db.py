@@ -91,6 +91,7 @@ import contextlib
 import json
 import os
 import random
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, NoReturn, TypeVar
@@ -470,26 +471,90 @@ def compile_query(query: Any) -> tuple[str, list[Any]]:
     return sql, list(args)
 
 
+class _Placeholder(str):
+    """A value standing for parameter ``$n`` while a :class:`Compiled` query is built: a
+    ``str`` (Piccolo passes strings through untouched, JSON columns included), distinct per
+    parameter, so the compiled arguments say which value became which ``$n``."""
+
+    __slots__ = ()
+
+
 class Compiled:
-    """A Piccolo query compiled once, on first use, for a read whose shape never changes
-    but whose compiling costs more than running it (a join through a foreign key takes
-    Piccolo a millisecond or more of client CPU). ``build`` returns the query; the values
-    in it are placeholders: the statement's parameters ``$1, $2, ...`` are those values'
-    positions, in the order they appear in the query (its ``where`` first). Run
-    :attr:`sql` with :func:`fetch` and the real values in that order. (First use, not
-    import: compiling needs the engine of ``piccolo_conf.py``.)"""
+    """A Piccolo query compiled once, on first use, for a read or write whose shape never
+    changes but whose compiling costs more than running it (a join through a foreign key
+    takes Piccolo a millisecond or more of client CPU). Run :attr:`sql` with
+    :func:`fetch` (or :func:`fetchrow`, :func:`execute`) and the real values.
 
-    __slots__ = ("_build", "_sql")
+    ``build`` takes ``params`` arguments and returns the query, using them where the
+    values go: ``Compiled(lambda agent, resource: Budget.select(...).where(Budget.agent_id
+    == agent, Budget.resource == resource), params=2)`` makes ``$1`` the agent and ``$2``
+    the resource: the statement's ``$n`` is ``build``'s n-th argument, and the query must
+    hold them in that order (its ``where`` first, then its other clauses).
 
-    def __init__(self, build: Callable[[], Any]) -> None:
+    The rule: a value works as a parameter only where Piccolo sends it as one - a
+    comparison (``==``, ``!=``, ``<``, ``<=``, ``>``, ``>=``, ``like``), an update's value,
+    an insert's value. Piccolo writes some values into the SQL text instead (``.limit(n)``
+    and ``.offset(n)`` as literals, ``== None`` as ``IS NULL``) and sends ``is_in(list)``
+    as one parameter per element: such a query would freeze its first values or shift the
+    ``$n``. So on first compile ``build`` gets distinct placeholder values, and unless the
+    compiled query carries exactly them, in order, as ``$1 .. $params`` (each used), a
+    ``TypeError`` says what is wrong - the first test that runs the query fails, not a
+    production call with other values. A limit or a list of ids belongs in a ``.sql``
+    statement (``LIMIT $n``, ``= ANY($n::type[])``). Nothing is compiled at import
+    (compiling needs the engine of ``piccolo_conf.py``)."""
+
+    __slots__ = ("_build", "_params", "_sql")
+
+    def __init__(self, build: Callable[..., Any], *, params: int) -> None:
+        if params < 0:
+            raise ValueError(f"params must be >= 0, got {params}")
         self._build = build
+        self._params = params
         self._sql: str | None = None
+
+    @property
+    def params(self) -> int:
+        """How many parameters the statement takes (``$1 .. $params``)."""
+        return self._params
 
     @property
     def sql(self) -> str:
         if self._sql is None:
-            self._sql = compile_query(self._build())[0]
+            self._sql = self._compile()
         return self._sql
+
+    def _compile(self) -> str:
+        placeholders = [
+            _Placeholder(f"agent_app compiled parameter {n}") for n in range(1, self._params + 1)
+        ]
+        try:
+            sql, args = compile_query(self._build(*placeholders))
+        except Exception as e:
+            raise TypeError(
+                f"Compiled query declared with params={self._params} does not build with "
+                f"placeholder values as its arguments ({type(e).__name__}: {e}): each argument "
+                f"of build must become one parameter (a limit, an offset, == None or is_in() "
+                f"is not a parameter in Piccolo's SQL - put such a statement in a .sql file)"
+            ) from e
+        used = {int(n) for n in re.findall(r"\$(\d+)", sql)}
+        same = len(args) == len(placeholders) and all(
+            a is p for a, p in zip(args, placeholders, strict=True)
+        )
+        if not same or used != set(range(1, self._params + 1)):
+            shown = [
+                f"${i} = argument {placeholders.index(a) + 1}"
+                if any(a is p for p in placeholders)
+                else f"${i} = {a!r} (not an argument of build)"
+                for i, a in enumerate(args, 1)
+            ]
+            raise TypeError(
+                f"Compiled query declared with params={self._params} compiles to "
+                f"{len(args)} parameter(s) [{', '.join(shown)}] and uses "
+                f"{[f'${n}' for n in sorted(used)]}: each argument of build must become "
+                f"one parameter, in order (a limit, an offset, == None or is_in() is not "
+                f"a parameter in Piccolo's SQL - put such a statement in a .sql file): {sql}"
+            )
+        return sql
 
 
 async def query(piccolo_query: Any, *, conn: asyncpg.Connection | None = None) -> list[Any]:

@@ -93,35 +93,39 @@ SET_STATUS = SQL["set_status"]
 
 # Plain reads, built with Piccolo and compiled once, on first use: compiling costs Piccolo
 # as much client CPU as the lookup takes (a join through a foreign key, several times
-# more), and callers read agents in loops. The values in them are placeholders.
-_ID = uuid.UUID(int=0)
+# more), and callers read agents in loops. build's arguments are the parameters $1, $2.
 
 #: Agent $1.
-GET = db.Compiled(lambda: rows.select(AgentInfo).where(Agent.id == _ID))
+GET = db.Compiled(lambda agent: rows.select(AgentInfo).where(Agent.id == agent), params=1)
 
 #: The figures of agent $1's budget of resource $2.
 FIGURES = db.Compiled(
-    lambda: rows.select(_Figures).where(Budget.agent_id == _ID, Budget.resource == "")
+    lambda agent, resource: rows.select(_Figures).where(
+        Budget.agent_id == agent, Budget.resource == resource
+    ),
+    params=2,
 )
 
 #: The descendants of agent $1 at most $2 levels down, nearest first.
 SUBTREE = db.Compiled(
-    lambda: (
+    lambda agent, depth: (
         rows.select(AgentInfo, via=Hierarchy.child_id)
-        .where(Hierarchy.parent_id == _ID, Hierarchy.depth <= MAX_AGENT_DEPTH)
+        .where(Hierarchy.parent_id == agent, Hierarchy.depth <= depth)
         .order_by(
             Hierarchy.depth, rows.through(Hierarchy.child_id, Agent.created_at), Hierarchy.child_id
         )
-    )
+    ),
+    params=2,
 )
 
 #: The ancestors of agent $1, its parent first.
 ANCESTORS = db.Compiled(
-    lambda: (
+    lambda agent: (
         rows.select(AgentInfo, via=Hierarchy.parent_id)
-        .where(Hierarchy.child_id == _ID)
+        .where(Hierarchy.child_id == agent)
         .order_by(Hierarchy.depth)
-    )
+    ),
+    params=1,
 )
 
 

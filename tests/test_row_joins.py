@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from collections.abc import Callable
 from decimal import Decimal
 
 import asyncpg
@@ -75,17 +76,69 @@ async def test_a_compiled_query_is_built_once_on_first_use_its_values_the_parame
 ) -> None:
     built: list[int] = []
 
-    def build() -> object:
+    def build(name: object, depth: object) -> object:
         built.append(1)
-        return Agent.select(Agent.id).where(Agent.name == "placeholder", Agent.depth_level <= 0)
+        return Agent.select(Agent.id).where(Agent.name == name, Agent.depth_level <= depth)
 
-    by_name = db.Compiled(build)
+    by_name = db.Compiled(build, params=2)
     assert built == []  # nothing compiled at import (that needs piccolo_conf's engine)
     sql = by_name.sql
     assert by_name.sql is sql and built == [1]
     name = f"compiled-{uuid.uuid4()}"
     root = await hierarchy.create_root(AgentType.orchestrator, name, conn=conn)
     await hierarchy.spawn_child(root.id, AgentType.coder, name, conn=conn)
-    # $1 the name, $2 the deepest level: the values in the order the query holds them.
+    # $1 the name, $2 the deepest level: build's arguments, in order.
     assert [r[0] for r in await db.fetch(sql, name, 0, conn=conn)] == [root.id]
     assert len(await db.fetch(sql, name, 1, conn=conn)) == 2
+
+
+def _is_null(parent: object, name: object) -> object:
+    return Agent.select().where(Agent.parent_id == None, Agent.name == name)  # noqa: E711
+
+
+@pytest.mark.parametrize(
+    ("params", "build"),
+    [
+        # A limit is written into the SQL (Piccolo wants an int): a value would be frozen.
+        (2, lambda name, n: Agent.select(Agent.id).where(Agent.name == name).limit(n)),
+        # == None is IS NULL: no parameter, and the next value's $n shifts.
+        (2, _is_null),
+        # is_in sends one parameter per element.
+        (1, lambda ids: Agent.select().where(Agent.id.is_in([ids, ids]))),
+        # Fewer parameters declared than the query takes (a value written in), or more.
+        (1, lambda name: Agent.select().where(Agent.name == name, Agent.depth_level <= 0)),
+        (2, lambda name, depth: Agent.select().where(Agent.name == name)),
+        # The query holds the arguments in another order than build takes them.
+        (
+            2,
+            lambda name, depth: Agent.select().where(
+                Agent.depth_level <= depth, Agent.name == name
+            ),
+        ),
+    ],
+    ids=["limit", "is-null", "is-in", "too-few", "too-many", "out-of-order"],
+)
+def test_a_compiled_query_whose_values_are_not_its_parameters_fails_on_first_use(
+    params: int, build: Callable[..., object]
+) -> None:
+    compiled = db.Compiled(build, params=params)
+    with pytest.raises(TypeError, match=rf"declared with params={params} "):
+        _ = compiled.sql
+    with pytest.raises(TypeError):  # every use, not only the first
+        _ = compiled.sql
+
+
+def test_the_worker_apis_compiled_queries_are_declared_right() -> None:
+    """Every db.Compiled of the worker API compiles with its declared parameters (a
+    mis-declared one raises here, before any caller meets it)."""
+    import importlib
+
+    from tests.test_names_once import API_MODULES
+
+    found = 0
+    for module in API_MODULES:
+        for name, value in vars(importlib.import_module(f"agent_app.{module}")).items():
+            if isinstance(value, db.Compiled):
+                assert value.sql.count("$") >= value.params, (module, name)
+                found += 1
+    assert found >= 6
