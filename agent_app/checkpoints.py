@@ -54,6 +54,12 @@ SAVE = SQL["save"]
 LOCK_AGENT = SQL["lock_agent"]
 LOAD_LATEST = SQL["load_latest"]
 PRUNE_BATCH = SQL["prune_batch"]
+HISTORY = SQL["history"]
+
+#: Checkpoint $1 (a fixed-shape Piccolo read, compiled once on first use).
+_GET = db.Compiled(
+    lambda checkpoint: rows.select(Checkpoint).where(t.Checkpoint.id == checkpoint), params=1
+)
 
 
 def canonical(state: Any) -> str:
@@ -132,14 +138,8 @@ async def history(
     conn: asyncpg.Connection | None = None,
 ) -> list[Checkpoint]:
     """Checkpoints newest first; page with ``before_sequence``."""
-    columns = rows.columns(Checkpoint)
-    if not with_state:
-        columns = tuple(c for c in columns if c is not t.Checkpoint.state_snapshot)
-    query = t.Checkpoint.select(*columns).where(t.Checkpoint.agent_id == agent_id)
-    if before_sequence is not None:
-        query = query.where(t.Checkpoint.sequence < before_sequence)
-    query = query.order_by(t.Checkpoint.sequence, ascending=False).limit(limit)
-    return rows.from_records(Checkpoint, await db.query(query, conn=conn))
+    found = await db.fetch(HISTORY, agent_id, before_sequence, with_state, limit, conn=conn)
+    return rows.from_records(Checkpoint, found)
 
 
 @validated
@@ -178,9 +178,7 @@ async def prune(
 
 @validated
 async def get(checkpoint_id: uuid.UUID, *, conn: asyncpg.Connection | None = None) -> Checkpoint:
-    row = await db.query_row(
-        rows.select(Checkpoint).where(t.Checkpoint.id == checkpoint_id), conn=conn
-    )
+    row = await db.fetchrow(_GET.sql, checkpoint_id, conn=conn)
     if row is None:
         raise NotFound(f"no checkpoint {checkpoint_id}")
     return rows.from_record(Checkpoint, row)

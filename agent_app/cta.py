@@ -64,6 +64,31 @@ SQL = sqlfile.load("cta")
 ASK = SQL["ask"]
 EXPIRE = SQL["expire"]
 
+# Fixed-shape Piccolo statements, compiled once on first use (db.Compiled): building one
+# per call cost ~160 us of client CPU. build's arguments are the parameters $1, $2, ...
+
+#: Question $1.
+_GET = db.Compiled(lambda cta: rows.select(Question).where(CtaEvent.id == cta), params=1)
+
+#: The kind of question $1.
+_KIND = db.Compiled(lambda cta: CtaEvent.select(CtaEvent.kind).where(CtaEvent.id == cta), params=1)
+
+#: Answer question $3 with response $1 (JSON text) by $2, now; returns the question.
+_ANSWER = db.Compiled(
+    lambda response, by, cta: (
+        CtaEvent.update(
+            {
+                CtaEvent.response: response,
+                CtaEvent.responded_by: by,
+                CtaEvent.responded_at: rows.now(),
+            }
+        )
+        .where(CtaEvent.id == cta)
+        .returning(*rows.columns(Question))
+    ),
+    params=3,
+)
+
 
 @validated
 async def ask(
@@ -95,7 +120,7 @@ async def ask(
 
 @validated
 async def get(cta_id: uuid.UUID, *, conn: asyncpg.Connection | None = None) -> Question:
-    row = await db.query_row(rows.select(Question).where(CtaEvent.id == cta_id), conn=conn)
+    row = await db.fetchrow(_GET.sql, cta_id, conn=conn)
     if row is None:
         raise NotFound(f"no question {cta_id}")
     return rows.from_record(Question, row)
@@ -115,12 +140,10 @@ async def answer(
 ) -> Question:
     """Answer a question: ``True``/``False`` for an approval, a string for text, one of the
     options for a choice. Refused (nothing changes) if it was answered or has expired."""
-    found = await db.query_row(
-        CtaEvent.select(CtaEvent.kind).where(CtaEvent.id == cta_id), conn=conn
-    )
+    found = await db.fetchrow(_KIND.sql, cta_id, conn=conn)
     if found is None:
         raise NotFound(f"no question {cta_id}")
-    kind = CtaKind(found[CtaEvent.kind._meta.db_column_name])
+    kind = CtaKind(found[0])
     expected = _RESPONSE_TYPES.get(kind)
     if expected is not None and not isinstance(response, expected):
         raise RuleViolation(
@@ -129,18 +152,7 @@ async def answer(
             f"got {response!r}",
         )
     # The database refuses a second answer, a late one and a choice not offered.
-    row = await db.query_row(
-        CtaEvent.update(
-            {
-                CtaEvent.response: db.dumps(response),
-                CtaEvent.responded_by: responded_by,
-                CtaEvent.responded_at: rows.now(),
-            }
-        )
-        .where(CtaEvent.id == cta_id)
-        .returning(*rows.columns(Question)),
-        conn=conn,
-    )
+    row = await db.fetchrow(_ANSWER.sql, db.dumps(response), responded_by, cta_id, conn=conn)
     return rows.from_record(Question, row)
 
 

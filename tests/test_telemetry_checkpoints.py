@@ -152,6 +152,37 @@ async def test_checkpoints_save_dedupe_and_load() -> None:
     assert [c.sequence for c in await checkpoints.history(agent)] == [2, 1]
 
 
+async def test_history_pages_with_and_without_state_on_one_prepared_statement() -> None:
+    async with db.connection() as c:
+        agent = await c.fetchval(
+            "INSERT INTO agent.agents (agent_type, name) VALUES ('coder', 'hist') RETURNING id"
+        )
+    for n in range(1, 6):
+        await checkpoints.save(agent, {"step": n})
+    async with db.connection() as c:
+        await checkpoints.history(agent, limit=1, conn=c)  # prepared (and cached) once
+        prepared = await c.fetchval("SELECT count(*) FROM pg_prepared_statements")
+        pages = [
+            [(k.sequence, k.state) for k in await checkpoints.history(agent, **kw, conn=c)]
+            for kw in (
+                {"limit": 2},
+                {"limit": 2, "before_sequence": 4},
+                {"limit": 3, "before_sequence": 2, "with_state": True},
+                {"limit": 4, "with_state": True},
+                {"limit": 1, "before_sequence": 1},
+            )
+        ]
+        # Every limit, page and state choice ran the one statement prepared above.
+        assert await c.fetchval("SELECT count(*) FROM pg_prepared_statements") == prepared
+    assert pages == [
+        [(5, None), (4, None)],
+        [(3, None), (2, None)],
+        [(1, {"step": 1})],
+        [(5, {"step": 5}), (4, {"step": 4}), (3, {"step": 3}), (2, {"step": 2})],
+        [],
+    ]
+
+
 async def test_concurrent_saves_never_share_a_number() -> None:
     async with db.connection() as c:
         agent = await c.fetchval(

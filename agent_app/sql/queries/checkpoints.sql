@@ -39,6 +39,18 @@ SELECT * FROM agent.checkpoints
  ORDER BY sequence DESC
  LIMIT 1;
 
+-- name: history
+-- Agent $1's checkpoints newest first, those numbered below $2 only (null: from the
+-- newest), at most $4; the state only when $3 is true (null otherwise: not read). The
+-- limit and the page start are parameters, so every call runs one prepared statement.
+SELECT id, agent_id, sequence, parent_checkpoint_id, state_hash, schema_version, label,
+       created_at, CASE WHEN $3::boolean THEN state_snapshot END AS state_snapshot
+  FROM agent.checkpoints
+ WHERE agent_id = $1
+   AND sequence < coalesce($2::bigint, 9223372036854775807)
+ ORDER BY sequence DESC
+ LIMIT $4;
+
 -- name: prune_batch
 -- Delete at most $4 checkpoints (of agent $1, or all when it is null) that are not
 -- their agent's latest, not among its $2 newest (when $2 is not null) and older than
