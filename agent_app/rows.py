@@ -145,6 +145,15 @@ def _builder(cls: type, fields: Sequence[_Field]) -> Callable[[Mapping[str, Any]
     return build
 
 
+def record_names(cls: type, *, required: bool = True) -> frozenset[str]:
+    """The names a record must have to build ``cls`` (``required=False``: every name it
+    reads, defaulted fields included): the columns' database names and the extra fields'
+    names. ``tests/test_sql_files.py`` checks each statement's result against these."""
+    return frozenset(
+        column for _, column, _, optional in _FIELDS[cls] if not (required and optional)
+    )
+
+
 def _has(table: type[Table], name: str) -> bool:
     return any(c._meta.name == name for c in table._meta.columns)
 

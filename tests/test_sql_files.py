@@ -10,7 +10,7 @@ import uuid
 import asyncpg
 import pytest
 
-from agent_app import sqlfile
+from agent_app import rows, sqlfile
 from agent_app.rows import as_text, from_record, row_type
 from agent_app.tables import MemoryRecord, Message
 
@@ -112,3 +112,112 @@ def test_a_shared_constant_is_written_once_and_rendered_into_the_statement() -> 
     assert parsed["wake"] == f"SELECT pg_notify('{MESSAGES_CHANNEL}', 'x')"
     with pytest.raises(UnknownPlaceholder, match="NO_SUCH"):
         sqlfile.parse("-- name: bad\n-- Bad.\nSELECT {NO_SUCH};\n", "bad.sql")
+
+
+def _row_types() -> dict[tuple[str, str], tuple[type, str]]:
+    """(file, statement) -> (the row type its rows are built into, the prefix of its
+    columns in the record): every statement whose result goes to rows.from_record(s)."""
+    from agent_app import budgets, checkpoints, cta, hierarchy, langgraph, memory, queue, runs
+    from agent_app import sandboxes as sb
+
+    return {
+        ("budgets", "reserve"): (budgets.Reservation, ""),
+        ("budgets", "charge"): (budgets.Reservation, ""),
+        ("budgets", "act"): (budgets.Reservation, ""),
+        ("budgets", "books"): (budgets.Books, ""),
+        ("budgets", "audit"): (budgets.Imbalance, ""),
+        ("checkpoints", "save"): (checkpoints.Checkpoint, ""),
+        ("checkpoints", "load_latest"): (checkpoints.Checkpoint, ""),
+        ("checkpoints", "history"): (checkpoints.Checkpoint, ""),
+        ("cta", "ask"): (cta.Question, ""),
+        ("hierarchy", "insert_agent"): (hierarchy.AgentInfo, ""),
+        ("hierarchy", "lock_parent"): (hierarchy.AgentInfo, ""),
+        ("hierarchy", "lock_agent"): (hierarchy.AgentInfo, ""),
+        ("hierarchy", "lock_live_children"): (hierarchy.AgentInfo, ""),
+        ("hierarchy", "set_status"): (hierarchy.AgentInfo, ""),
+        ("langgraph", "get_latest"): (langgraph._Stored, ""),
+        ("langgraph", "get_by_id"): (langgraph._Stored, ""),
+        ("langgraph", "list"): (langgraph._Stored, ""),
+        ("memory", "add"): (memory.Memory, ""),
+        ("memory", "query"): (memory.Memory, ""),
+        ("queue", "claim_one"): (queue.Message, ""),
+        ("queue", "claim_many"): (queue.Message, ""),
+        ("queue", "extend"): (queue._Lease, ""),
+        ("queue", "fail"): (queue._Retry, ""),
+        ("queue", "extend_held"): (queue._MessageId, ""),
+        ("queue", "release_held"): (queue._MessageId, ""),
+        ("runs", "create_run"): (runs.Run, ""),
+        ("runs", "start_phase"): (runs.Phase, ""),
+        ("runs", "timeline"): (runs.Run, "run_"),
+        ("runs", "timeline "): (runs.Phase, "phase_"),  # the same statement, second type
+        ("sandboxes", "create"): (sb.Sandbox, ""),
+        ("sandboxes", "snapshot"): (sb.Snapshot, ""),
+        ("sandboxes", "allocate_workspace"): (sb.Workspace, ""),
+    }
+
+
+@pytest.mark.parametrize(
+    ("file", "name"), list(_row_types()), ids=lambda v: v.strip() if isinstance(v, str) else v
+)
+async def test_a_statement_returns_every_column_its_row_type_needs(
+    conn: asyncpg.Connection, file: str, name: str
+) -> None:
+    cls, prefix = _row_types()[(file, name)]
+    statement = sqlfile.load(file)[name.strip()]
+    returned = {a.name for a in (await conn.prepare(statement)).get_attributes()}
+    needed = {prefix + n for n in rows.record_names(cls)}
+    assert needed <= returned, (
+        f"{file}.sql:{name.strip()} does not return {sorted(needed - returned)} "
+        f"that {cls.__name__} needs"
+    )
+    # The optional ones it does return are read under the same names: nothing to add;
+    # a defaulted column it leaves out keeps the field's default (a large one unread).
+
+
+#: Statements run next to a from_record call whose own result is not built into a row type.
+NOT_BUILT = {
+    ("hierarchy", "insert_budget"),
+    ("hierarchy", "lock_budgets"),
+    ("operator", "requeue_claim"),
+    ("queue", "any_available"),
+}
+
+
+def test_every_statement_built_into_a_row_type_is_listed() -> None:
+    """A statement whose result a module builds with rows.from_record(s) is in the list
+    above (found by the constant it is loaded into, next to the call)."""
+    import ast
+    import pathlib
+
+    listed = {(f, n.strip()) for f, n in _row_types()}
+    package = pathlib.Path(sqlfile.__file__).parent
+    missing = []
+    for file in FILES:
+        module = file.path.rsplit("/", 1)[-1].removesuffix(".sql")
+        source = package / f"{module}.py"
+        if not source.exists():
+            continue
+        tree = ast.parse(source.read_text())
+        constants = {
+            target.id: node.value.slice.value
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Assign)
+            and isinstance(node.value, ast.Subscript)
+            and isinstance(node.value.slice, ast.Constant)
+            and getattr(node.value.value, "id", None) == "SQL"
+            for target in node.targets
+            if isinstance(target, ast.Name)
+        }
+        for func in ast.walk(tree):
+            if not isinstance(func, ast.AsyncFunctionDef | ast.FunctionDef):
+                continue
+            names = {n.id for n in ast.walk(func) if isinstance(n, ast.Name)}
+            if not names & {"from_record", "from_records"} and not any(
+                isinstance(n, ast.Attribute) and n.attr in ("from_record", "from_records")
+                for n in ast.walk(func)
+            ):
+                continue
+            for used in names & constants.keys():
+                if (module, constants[used]) not in listed | NOT_BUILT:
+                    missing.append(f"{module}.{func.name}: {constants[used]}")
+    assert not missing, f"statements built into row types but not checked: {missing}"
