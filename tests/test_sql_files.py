@@ -221,3 +221,25 @@ def test_every_statement_built_into_a_row_type_is_listed() -> None:
                 if (module, constants[used]) not in listed | NOT_BUILT:
                     missing.append(f"{module}.{func.name}: {constants[used]}")
     assert not missing, f"statements built into row types but not checked: {missing}"
+
+
+#: Types whose values can be large: a statement should not send them back unread.
+LARGE = {"text", "jsonb", "json", "bytea", "_text", "_jsonb", "_bytea", "varchar"}
+
+
+@pytest.mark.parametrize(
+    ("file", "name"), list(_row_types()), ids=lambda v: v.strip() if isinstance(v, str) else v
+)
+async def test_a_statement_returns_no_large_column_its_row_type_leaves_unread(
+    conn: asyncpg.Connection, file: str, name: str
+) -> None:
+    cls, prefix = _row_types()[(file, name)]
+    statement = sqlfile.load(file)[name.strip()]
+    read = {prefix + n for n in rows.record_names(cls, required=False)}
+    unread = [
+        f"{a.name} ({a.type.name})"
+        for a in (await conn.prepare(statement)).get_attributes()
+        if a.name.startswith(prefix) and a.name not in read and a.type.name in LARGE
+    ]
+    # (runs.timeline's two prefixes share one record: each type checks its own.)
+    assert not unread, f"{file}.sql:{name.strip()} returns {unread} that {cls.__name__} never reads"

@@ -3,19 +3,22 @@
 
 -- name: create_run
 -- A new run in phase analysis (id, timestamps and defaults from the database):
--- $1 title, $2 request, $3 repo_url, $4 base_branch, $5 sandbox_id.
+-- $1 title, $2 request, $3 repo_url, $4 base_branch, $5 sandbox_id. Returns the
+-- columns of runs.Run (not the request: it can be long, and the caller has it).
 INSERT INTO agent.feature_runs (title, request, repo_url, base_branch, sandbox_id)
 VALUES ($1, $2, $3, $4, $5)
-RETURNING *;
+RETURNING id, title, repo_url, base_branch, current_phase, sandbox_id, branch_name, pr_url,
+          error, created_at, completed_at;
 
 -- name: start_phase
 -- The next attempt at phase $2 of run $1, numbered max(attempt) + 1 in one statement
--- (the caller holds the run row locked, so two starts never share a number).
+-- (the caller holds the run row locked, so two starts never share a number). Returns
+-- the columns of runs.Phase.
 INSERT INTO agent.phase_results (run_id, phase, attempt)
 SELECT $1, $2::varchar, coalesce(max(attempt), 0) + 1
   FROM agent.phase_results
  WHERE run_id = $1 AND phase = $2::varchar
-RETURNING *;
+RETURNING id, run_id, phase, status, attempt, summary, started_at, finished_at;
 
 -- name: timeline
 -- Run $1 with its attempts and each attempt's invocations with their step and tool-call
