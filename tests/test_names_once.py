@@ -80,7 +80,7 @@ ALLOWED: dict[str, set[str]] = {
 RENAMES = [
     ("runs", "FeatureRun", "pr_url"),
     ("sandboxes", "Workspace", "head_commit"),
-    ("checkpoints", "Checkpoint", "sequence"),
+    ("checkpoints", "Checkpoint", "id"),
     ("cta", "CtaEvent", "responded_by"),
     ("telemetry", "ToolCall", "output_type"),
     ("queue", "Message", "payload"),
