@@ -137,3 +137,24 @@ def test_without_createdb_the_cli_says_so_and_does_not_claim_drift(no_createdb_u
     out = result.stdout + result.stderr
     assert "CREATEDB" in out, out
     assert result.returncode not in (0, 1), f"exit {result.returncode}: 1 means drift found"
+
+
+async def test_option_value_after_a_space_is_not_silently_misbound(scratch_url: str) -> None:
+    """``--live false`` (the space form most CLIs take) binds "false" to the first
+    positional parameter (write_migration) and leaves live=True: the live database is
+    compared although the user said not to. Same mechanism: ``--write-migration
+    --description "two words"`` writes a migration described as 'True'. The command
+    should refuse a stray positional value (exit 2) or honour it."""
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "piccolo.main", "agent_app", "schema_check", "--live", "false"],
+        cwd=REPO,
+        env={**os.environ, "DATABASE_URL": scratch_url},  # an empty, unmigrated database
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    out = result.stdout + result.stderr
+    honoured = result.returncode == 0 and "live database differs" not in out
+    refused = result.returncode == 2
+    assert honoured or refused, f"exit {result.returncode}:\n{out[-1500:]}"
