@@ -22,13 +22,11 @@ from agent_app.migration_writer import write_raw_migration
     ],
     ids=["triple quotes", "backslash N", "code injection"],
 )
-def test_description_cannot_break_or_inject_into_the_file(
-    tmp_path: Path, description: str
-) -> None:
+def test_description_cannot_break_or_inject_into_the_file(tmp_path: Path, description: str) -> None:
     path = write_raw_migration(["SELECT 1"], ["SELECT 2"], description, tmp_path)
     spec = importlib.util.spec_from_file_location(path.stem, path)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)  # must import
-    assert module.DESCRIPTION == description
+    assert description == module.DESCRIPTION
     assert not hasattr(module, "PWNED"), "the description ran as code"

@@ -15,7 +15,7 @@ import os
 import signal
 import subprocess
 import sys
-from urllib.parse import urlsplit, urlunsplit, parse_qsl, urlencode
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -75,7 +75,9 @@ async def _stop_midway(url: str, sig: signal.Signals) -> set[str]:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-async def test_stopped_midway_leaves_no_scratch_database(database_url: str, sig: signal.Signals) -> None:
+async def test_stopped_midway_leaves_no_scratch_database(
+    database_url: str, sig: signal.Signals
+) -> None:
     left = await _stop_midway(database_url, sig)
     await _drop(database_url, left)
     assert not left, f"left behind after {sig.name}: {sorted(left)}"
@@ -108,9 +110,7 @@ def _as_role(url: str, role: str) -> str:
 async def no_createdb_url(database_url: str) -> str:
     conn = await asyncpg.connect(database_url)
     try:
-        exists = await conn.fetchval(
-            "SELECT 1 FROM pg_roles WHERE rolname = 'probe_nocreatedb'"
-        )
+        exists = await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = 'probe_nocreatedb'")
         if not exists:
             await conn.execute("CREATE ROLE probe_nocreatedb NOCREATEDB")
         await conn.execute("GRANT USAGE ON SCHEMA agent, public TO probe_nocreatedb")

@@ -20,5 +20,13 @@ CASES = [
 
 
 @pytest.mark.parametrize(("what", "sql", "kind", "name", "words"), CASES, ids=[c[0] for c in CASES])
-async def test_probe(scratch: sc.Scratch, conn: asyncpg.Connection, what: str, sql: str, kind: str, name: str, words: str) -> None:  # noqa: F811
+async def test_probe(
+    scratch: sc.Scratch,
+    conn: asyncpg.Connection,
+    what: str,
+    sql: str,
+    kind: str,
+    name: str,
+    words: str,
+) -> None:
     await _both(scratch, conn, what, sql, kind, name, words)
