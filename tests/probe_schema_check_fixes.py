@@ -21,7 +21,7 @@ CASES = [
 
 @pytest.mark.parametrize(("what", "sql", "kind", "name", "words"), CASES, ids=[c[0] for c in CASES])
 async def test_probe(
-    scratch: sc.Scratch,
+    scratch: sc.Scratch,  # noqa: F811
     conn: asyncpg.Connection,
     what: str,
     sql: str,
