@@ -465,6 +465,23 @@ async def test_write_raw_migration_freezes_statements(tmp_path: Path) -> None:
     assert manager.app_name == "agent_app" and manager.raw and manager.raw_backwards
 
 
+@pytest.mark.parametrize(
+    "description",
+    [
+        'fix "quoted" names """ and more',
+        "move C:\\Names and \\N things",
+        'x"""\nimport os\nPWNED = True\n"""',
+        'ends with a quote"',
+        "nul \x00 and \r carriage return",
+    ],
+    ids=["triple quotes", "backslash N", "code injection", "trailing quote", "control chars"],
+)
+def test_any_description_is_written_as_text(tmp_path: Path, description: str) -> None:
+    module = _load(write_raw_migration(["SELECT 1"], ["SELECT 2"], description, tmp_path))
+    assert description == module.DESCRIPTION
+    assert not hasattr(module, "PWNED"), "the description ran as code"
+
+
 def test_differences_read_well() -> None:
     from agent_app.catalog import Item
 
