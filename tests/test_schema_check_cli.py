@@ -1,11 +1,13 @@
-"""Probe: schema_check's scratch databases and errors, run as a user runs the CLI.
+"""schema_check's scratch databases and errors, run as a user runs the CLI.
 
 * Terminated (SIGTERM, what CI timeouts and ``timeout`` send) or interrupted (SIGINT)
-  while it runs, it leaves its ``agent_app_check_*`` scratch databases on the server.
-* Killed (SIGKILL), it leaves them too, and no later run removes them: they pile up.
-* Run by a role without CREATEDB it fails with the driver's words ("permission denied
-  to create database"), Piccolo's full help text, and exit status 1 - the status that
-  means "drift found" - instead of a typed, readable refusal.
+  while it runs, it drops its ``agent_app_check_*`` scratch databases.
+* Killed (SIGKILL), it leaves them; the next run drops them (their names say which
+  process made them, and it is gone).
+* Run by a role without CREATEDB it raises a typed error naming CREATEDB; the CLI
+  prints it and exits 2 (1 means "drift found").
+* A value after a space (``--live false``) is refused (exit 2), not bound to
+  whatever parameter targ picks.
 """
 
 from __future__ import annotations
@@ -110,14 +112,14 @@ def _as_role(url: str, role: str) -> str:
 async def no_createdb_url(database_url: str) -> str:
     conn = await asyncpg.connect(database_url)
     try:
-        exists = await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = 'probe_nocreatedb'")
+        exists = await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = 'nocreatedb_check'")
         if not exists:
-            await conn.execute("CREATE ROLE probe_nocreatedb NOCREATEDB")
-        await conn.execute("GRANT USAGE ON SCHEMA agent, public TO probe_nocreatedb")
-        await conn.execute("GRANT SELECT ON ALL TABLES IN SCHEMA public TO probe_nocreatedb")
+            await conn.execute("CREATE ROLE nocreatedb_check NOCREATEDB")
+        await conn.execute("GRANT USAGE ON SCHEMA agent, public TO nocreatedb_check")
+        await conn.execute("GRANT SELECT ON ALL TABLES IN SCHEMA public TO nocreatedb_check")
     finally:
         await conn.close()
-    return _as_role(database_url, "probe_nocreatedb")
+    return _as_role(database_url, "nocreatedb_check")
 
 
 async def test_without_createdb_the_api_raises_a_typed_error(no_createdb_url: str) -> None:
@@ -139,22 +141,52 @@ def test_without_createdb_the_cli_says_so_and_does_not_claim_drift(no_createdb_u
     assert result.returncode not in (0, 1), f"exit {result.returncode}: 1 means drift found"
 
 
-async def test_option_value_after_a_space_is_not_silently_misbound(scratch_url: str) -> None:
-    """``--live false`` (the space form most CLIs take) binds "false" to the first
-    positional parameter (write_migration) and leaves live=True: the live database is
-    compared although the user said not to. Same mechanism: ``--write-migration
-    --description "two words"`` writes a migration described as 'True'. The command
-    should refuse a stray positional value (exit 2) or honour it."""
+@pytest.mark.parametrize(
+    "args",
+    [["--live", "false"], ["--write-migration", "--description", "two words"]],
+    ids=["--live false", "--description two words"],
+)
+async def test_option_value_after_a_space_is_refused(scratch_url: str, args: list[str]) -> None:
+    """targ binds a word after a space to the command's first parameters in order
+    (``--live false`` set write_migration and left live on; ``--description "two
+    words"`` wrote a migration described as 'True'): the command refuses it."""
     result = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "piccolo.main", "agent_app", "schema_check", "--live", "false"],
+        [sys.executable, "-m", "piccolo.main", "agent_app", "schema_check", *args],
         cwd=REPO,
         env={**os.environ, "DATABASE_URL": scratch_url},  # an empty, unmigrated database
         capture_output=True,
         text=True,
         timeout=300,
     )
-    out = result.stdout + result.stderr
-    honoured = result.returncode == 0 and "live database differs" not in out
-    refused = result.returncode == 2
-    assert honoured or refused, f"exit {result.returncode}:\n{out[-1500:]}"
+    assert result.returncode == 2, f"exit {result.returncode}:\n{result.stdout[-1500:]}"
+    assert "--name=value" in result.stderr and repr(args[-1]) in result.stderr
+    assert "difference" not in result.stdout
+
+
+def test_stray_values_are_found_after_the_command_name() -> None:
+    from agent_app.commands.schema_check import stray_values
+
+    argv = ["piccolo", "agent_app", "check", "--live=false", "x", "--description", "a b"]
+    assert stray_values(argv) == ["x", "a b"]
+    assert stray_values(["piccolo", "agent_app", "schema_check", "--write-migration"]) == []
+    assert stray_values(["pytest", "-q", "tests"]) == []
+
+
+def test_only_scratch_databases_of_gone_processes_or_old_ones_are_stale() -> None:
+    now = 2_000_000_000
+    mine = sc.scratch_name()
+    assert not sc.is_stale(mine), "this process's own database"
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead = mine.replace(f"_{os.getpid()}_", f"_{int(gone.stdout)}_")
+    assert sc.is_stale(dead)
+    host, pid = "00000000" if not mine.startswith(sc.SCRATCH_PREFIX + "00000000") else "11111111", 1
+    other = f"{sc.SCRATCH_PREFIX}{host}_{pid}_{now - 60}_abc"
+    assert not sc.is_stale(other, now=now), "another machine's, recent: maybe running"
+    assert sc.is_stale(f"{sc.SCRATCH_PREFIX}{host}_{pid}_{now - 2 * 86400}_abc", now=now)
+    assert not sc.is_stale(sc.SCRATCH_PREFIX + "0123456789ab"), "an unknown format is kept"
