@@ -148,6 +148,7 @@ SELECT c.relname, a.attname,
                     JOIN pg_catalog.pg_namespace cn ON cn.oid = co.collnamespace
                    WHERE co.oid = a.attcollation) END AS collation,
        CASE WHEN a.attstorage <> t.typstorage THEN a.attstorage::text END AS storage,
+       t.typstorage::text AS typstorage,
        nullif(a.attcompression::text, '') AS compression,
        nullif(a.attstattarget::int, -1) AS stattarget,
        coalesce(a.attoptions, '{{}}') AS attoptions,
@@ -452,7 +453,12 @@ async def _read(conn: asyncpg.Connection, schema: str) -> Snapshot:
             "options": sorted(r["attoptions"]),
             "comment": r["comment"],
         }
-        ref = {"table": table, "name": column, "not null name": r["notnull_name"]}
+        ref = {
+            "table": table,
+            "name": column,
+            "not null name": r["notnull_name"],
+            "type storage": r["typstorage"],
+        }
         _add(snap, Item("column", f"{table}.{column}", attrs, ref))
 
     for r in await conn.fetch(_CONSTRAINTS, schema):
@@ -960,7 +966,8 @@ def _column_settings(b: _Builder, t: str, c: str, old: Item | None, new: Item) -
         options = ", ".join(f"{_option_name(k)} = {literal(now[k])}" for k in changed)
         b.add("alter columns", f"ALTER TABLE {t} ALTER COLUMN {c} SET ({options})")
     for key, clause in (
-        ("storage", lambda v: f"SET STORAGE {_STORAGE[v or 'default']}"),
+        # The type's own storage by name: SET STORAGE DEFAULT is PostgreSQL 16+.
+        ("storage", lambda v: f"SET STORAGE {_STORAGE[v or new.ref.get('type storage', 'x')]}"),
         ("compression", lambda v: f"SET COMPRESSION {v or 'default'}"),
         ("statistics", lambda v: f"SET STATISTICS {-1 if v is None else v}"),
     ):
