@@ -159,7 +159,7 @@ DRIFTS = [
     ("extra table", "CREATE TABLE agent.scratch (x int)", "table", "scratch", "not in the migrations"),
     # Reported but missed before: identity sequences, internal triggers, settings and
     # objects outside the schema that reach into it.
-    ("identity sequence capped", "ALTER TABLE agent.messages ALTER COLUMN id SET MAXVALUE 5", "column", "messages.id", "MAXVALUE 5"),
+    ("identity sequence capped", "ALTER TABLE agent.messages ALTER COLUMN id SET MAXVALUE 90000000", "column", "messages.id", "MAXVALUE 90000000"),
     ("identity sequence increment and cycle", "ALTER TABLE agent.messages ALTER COLUMN id SET INCREMENT BY 1000 SET CYCLE", "column", "messages.id", "INCREMENT BY 1000"),
     (
         "foreign key's internal trigger disabled",
@@ -221,7 +221,7 @@ DRIFTS = [
     ("index INCLUDE", "DROP INDEX agent.agents_run_idx; CREATE INDEX agents_run_idx ON agent.agents (run_id) INCLUDE (name) WHERE run_id IS NOT NULL", "index", "agents.agents_run_idx", "INCLUDE"),
     ("index opclass", "CREATE INDEX agents_name_pat ON agent.agents (name varchar_pattern_ops)", "index", "agents.agents_name_pat", "not in the migrations"),
     ("index collation", "DROP INDEX agent.feature_runs_current_phase_idx; CREATE INDEX feature_runs_current_phase_idx ON agent.feature_runs (current_phase COLLATE \"C\")", "index", "feature_runs.feature_runs_current_phase_idx", "COLLATE"),
-    ("unique index nulls not distinct", "CREATE UNIQUE INDEX u_nnd ON agent.agents (name) NULLS NOT DISTINCT", "index", "agents.u_nnd", "not in the migrations"),
+    ("unique index nulls not distinct", "CREATE UNIQUE INDEX u_nnd ON agent.agents (id) NULLS NOT DISTINCT", "index", "agents.u_nnd", "not in the migrations"),
     ("function LEAKPROOF", "ALTER FUNCTION agent.raise_rule(text, text) LEAKPROOF", "function", "raise_rule(rule text, message text)", "LEAKPROOF"),
     ("function PARALLEL SAFE", "ALTER FUNCTION agent.raise_rule(text, text) PARALLEL SAFE", "function", "raise_rule(rule text, message text)", "PARALLEL"),
     ("function COST", "ALTER FUNCTION agent.raise_rule(text, text) COST 1000", "function", "raise_rule(rule text, message text)", "COST"),
