@@ -37,6 +37,7 @@ PostgreSQL's own ``pg_get_*def`` / ``quote_ident``: a name such as
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -103,6 +104,10 @@ SELECT c.relname, c.relkind::text AS relkind, c.relpersistence::text AS persiste
        pg_catalog.obj_description(c.oid, 'pg_class') AS comment,
        ARRAY(SELECT i.inhparent::pg_catalog.regclass::text FROM pg_catalog.pg_inherits i
               WHERE i.inhrelid = c.oid ORDER BY i.inhseqno) AS parents,
+       ARRAY(SELECT i.inhrelid::pg_catalog.regclass::text FROM pg_catalog.pg_inherits i
+               JOIN pg_catalog.pg_class ch ON ch.oid = i.inhrelid
+              WHERE i.inhparent = c.oid AND ch.relnamespace <> c.relnamespace
+              ORDER BY 1) AS outside_children,
        CASE WHEN c.relkind IN ('v', 'm') THEN pg_catalog.pg_get_viewdef(c.oid) END AS viewdef,
        CASE WHEN c.relkind = 'p' THEN pg_catalog.pg_get_partkeydef(c.oid) END AS partkey,
        pg_catalog.pg_get_expr(c.relpartbound, c.oid) AS partbound,
@@ -143,8 +148,31 @@ SELECT c.relname, a.attname,
                     JOIN pg_catalog.pg_namespace cn ON cn.oid = co.collnamespace
                    WHERE co.oid = a.attcollation) END AS collation,
        CASE WHEN a.attstorage <> t.typstorage THEN a.attstorage::text END AS storage,
+       t.typstorage::text AS typstorage,
        nullif(a.attcompression::text, '') AS compression,
        nullif(a.attstattarget::int, -1) AS stattarget,
+       coalesce(a.attoptions, '{{}}') AS attoptions,
+       CASE WHEN a.attidentity <> '' THEN
+         (SELECT pg_catalog.format('INCREMENT BY %s MINVALUE %s MAXVALUE %s START WITH %s '
+                                   'CACHE %s %s', s.seqincrement, s.seqmin, s.seqmax,
+                                   s.seqstart, s.seqcache,
+                                   CASE WHEN s.seqcycle THEN 'CYCLE' ELSE 'NO CYCLE' END)
+            FROM pg_catalog.pg_depend d2
+            JOIN pg_catalog.pg_sequence s ON s.seqrelid = d2.objid
+           WHERE d2.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+             AND d2.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+             AND d2.refobjid = c.oid AND d2.refobjsubid = a.attnum AND d2.deptype = 'i'
+           LIMIT 1) END AS identity_options,
+       -- NOT NULL constraints are catalogued (contype 'n') since PostgreSQL 18: no rows
+       -- before, so these are NULL there.
+       (SELECT k.conname FROM pg_catalog.pg_constraint k
+         WHERE k.contype = 'n' AND k.conrelid = c.oid AND k.conkey[1] = a.attnum
+         LIMIT 1) AS notnull_name,
+       (SELECT nullif(concat_ws(' ', CASE WHEN NOT k.convalidated THEN 'NOT VALID' END,
+                                     CASE WHEN k.connoinherit THEN 'NO INHERIT' END), '')
+          FROM pg_catalog.pg_constraint k
+         WHERE k.contype = 'n' AND k.conrelid = c.oid AND k.conkey[1] = a.attnum
+         LIMIT 1) AS notnull_flags,
        pg_catalog.col_description(c.oid, a.attnum) AS comment
   FROM pg_catalog.pg_attribute a
   JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
@@ -157,14 +185,79 @@ SELECT c.relname, a.attname,
 
 # NOT NULL constraints (PostgreSQL 18 lists them) are compared as the columns' NOT NULL;
 # constraint triggers as triggers.
+# Foreign keys of tables in other schemas that reference the schema's tables are read
+# too (they refuse deletes no migration knows of). The index behind a PRIMARY KEY,
+# UNIQUE or EXCLUDE constraint is compared through the constraint (storage parameters,
+# tablespace, clustering: pg_get_constraintdef prints none of them); a foreign key's
+# internal triggers by their enabled state (a disabled one stops checking the key).
 _CONSTRAINTS = """
-SELECT c.relname, k.conname, k.contype::text AS contype,
+SELECT n.nspname, c.relname, k.conname, k.contype::text AS contype,
        pg_catalog.pg_get_constraintdef(k.oid) AS definition,
+       ic.relname AS index_name, coalesce(ic.reloptions, '{}') AS index_options,
+       its.spcname AS index_tablespace, coalesce(x.indisclustered, false) AS clustered,
+       ARRAY(SELECT t.tgrelid::pg_catalog.regclass::text || ' ' || tp.proname || ' ' ||
+                    t.tgenabled::text
+               FROM pg_catalog.pg_trigger t
+               JOIN pg_catalog.pg_proc tp ON tp.oid = t.tgfoid
+              WHERE t.tgconstraint = k.oid AND t.tgisinternal AND t.tgenabled <> 'O'
+              ORDER BY 1) AS internal_triggers,
        pg_catalog.obj_description(k.oid, 'pg_constraint') AS comment
   FROM pg_catalog.pg_constraint k
   JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
- WHERE n.nspname = $1 AND k.contype NOT IN ('n', 't')
+  LEFT JOIN pg_catalog.pg_class ic ON ic.oid = k.conindid AND k.contype IN ('p', 'u', 'x')
+  LEFT JOIN pg_catalog.pg_index x ON x.indexrelid = ic.oid
+  LEFT JOIN pg_catalog.pg_tablespace its ON its.oid = ic.reltablespace
+ WHERE (n.nspname = $1 AND k.contype NOT IN ('n', 't'))
+    OR (k.contype = 'f' AND n.nspname <> $1
+        AND k.confrelid IN (SELECT r.oid FROM pg_catalog.pg_class r
+                              JOIN pg_catalog.pg_namespace rn ON rn.oid = r.relnamespace
+                             WHERE rn.nspname = $1))
+"""
+
+# Settings given to this database (ALTER DATABASE ... SET, ALTER ROLE ... IN DATABASE
+# ... SET): every new session starts with them (session_replication_role = replica
+# switches every trigger and foreign key off).
+_SETTINGS = """
+SELECT r.rolname AS role, cfg
+  FROM pg_catalog.pg_db_role_setting s
+  LEFT JOIN pg_catalog.pg_roles r ON r.oid = s.setrole
+  CROSS JOIN LATERAL unnest(s.setconfig) AS cfg
+ WHERE s.setdatabase = (SELECT oid FROM pg_catalog.pg_database
+                         WHERE datname = pg_catalog.current_database())
+"""
+
+# Event triggers are the database's, not a schema's: one can refuse every migration.
+_EVENT_TRIGGERS = f"""
+SELECT e.evtname, e.evtevent, e.evtfoid::pg_catalog.regproc::text AS function,
+       e.evtenabled::text AS enabled, coalesce(e.evttags, '{{}}') AS tags,
+       pg_catalog.obj_description(e.oid, 'pg_event_trigger') AS comment
+  FROM pg_catalog.pg_event_trigger e
+ WHERE {_own("pg_catalog.pg_event_trigger", "e.oid")}
+"""
+
+# Publications that publish any table of the schema (rows leave the database).
+_PUBLICATIONS = """
+SELECT p.pubname, p.puballtables,
+       ARRAY(SELECT pr.prrelid::pg_catalog.regclass::text
+               FROM pg_catalog.pg_publication_rel pr
+               JOIN pg_catalog.pg_class c ON c.oid = pr.prrelid
+              WHERE pr.prpubid = p.oid AND c.relnamespace = n.oid ORDER BY 1) AS tables,
+       ARRAY(SELECT pr.prrelid::pg_catalog.regclass::text
+                    || coalesce(' (' || (SELECT string_agg(pg_catalog.quote_ident(a.attname),
+                                                           ', ' ORDER BY a.attnum)
+                                           FROM pg_catalog.pg_attribute a
+                                          WHERE a.attrelid = pr.prrelid
+                                            AND a.attnum = ANY (pr.prattrs)) || ')', '')
+                    || coalesce(' WHERE (' || pg_catalog.pg_get_expr(pr.prqual, pr.prrelid)
+                                || ')', '')
+               FROM pg_catalog.pg_publication_rel pr
+               JOIN pg_catalog.pg_class c ON c.oid = pr.prrelid
+              WHERE pr.prpubid = p.oid AND c.relnamespace = n.oid ORDER BY 1) AS specs,
+       EXISTS (SELECT 1 FROM pg_catalog.pg_publication_namespace pn
+                WHERE pn.pnpubid = p.oid AND pn.pnnspid = n.oid) AS whole_schema
+  FROM pg_catalog.pg_publication p, pg_catalog.pg_namespace n
+ WHERE n.nspname = $1
 """
 
 _INDEXES = """
@@ -313,6 +406,7 @@ async def _read(conn: asyncpg.Connection, schema: str) -> Snapshot:
                 "replica identity": r["replident"]
                 + (f" {r['replident_index']}" if r["replident"] == "i" else ""),
                 "inherits": list(r["parents"]),
+                "inherited by (other schemas)": list(r["outside_children"]),
                 "partition key": r["partkey"],
                 "partition of": r["partbound"],
                 "access method": r["amname"],
@@ -347,22 +441,73 @@ async def _read(conn: asyncpg.Connection, schema: str) -> Snapshot:
         attrs = {
             "type": r["type"],
             "not null": r["attnotnull"],
+            "not null constraint": r["notnull_flags"],
             "default": r["default"] if not r["generated"] else None,
             "identity": {"a": "ALWAYS", "d": "BY DEFAULT"}.get(r["identity"]),
+            "identity sequence": r["identity_options"],
             "generated": r["default"] if r["generated"] else None,
             "collation": r["collation"],
             "storage": r["storage"],
-            "compression": r["compression"],
+            "compression": _COMPRESSION.get(r["compression"], r["compression"]),
             "statistics": r["stattarget"],
+            "options": sorted(r["attoptions"]),
             "comment": r["comment"],
         }
-        _add(snap, Item("column", f"{table}.{column}", attrs, {"table": table, "name": column}))
+        ref = {
+            "table": table,
+            "name": column,
+            "not null name": r["notnull_name"],
+            "type storage": r["typstorage"],
+        }
+        _add(snap, Item("column", f"{table}.{column}", attrs, ref))
 
     for r in await conn.fetch(_CONSTRAINTS, schema):
         table, name = r["relname"], r["conname"]
         attrs = {"definition": r["definition"], "comment": r["comment"]}
         ref = {"table": table, "name": name, "contype": r["contype"]}
-        _add(snap, Item("constraint", f"{table}.{name}", attrs, ref))
+        if r["index_name"] is not None:
+            attrs["index storage parameters"] = sorted(r["index_options"])
+            attrs["index tablespace"] = r["index_tablespace"]
+            attrs["clustered"] = r["clustered"]
+            ref["index"] = r["index_name"]
+        if r["contype"] == "f":
+            triggers = [t.rsplit(" ", 1) for t in r["internal_triggers"]]
+            attrs["internal triggers not enabled"] = [
+                f"{on}: {_TRIGGER_STATES[state]}" for on, state in triggers
+            ]
+        if r["nspname"] != schema:
+            ref["schema"] = r["nspname"]
+            name = f"{r['nspname']}.{table}.{name}"
+        else:
+            name = f"{table}.{name}"
+        _add(snap, Item("constraint", name, attrs, ref))
+
+    for r in await conn.fetch(_SETTINGS):
+        setting, _, value = r["cfg"].partition("=")
+        name = setting if r["role"] is None else f"{setting} (role {r['role']})"
+        ref = {"setting": setting, "role": r["role"]}
+        _add(snap, Item("setting", name, {"value": value}, ref))
+
+    for r in await conn.fetch(_EVENT_TRIGGERS):
+        attrs = {
+            "event": r["evtevent"],
+            "tags": sorted(r["tags"]),
+            "function": r["function"],
+            "enabled": _TRIGGER_STATES[r["enabled"]],
+            "comment": r["comment"],
+        }
+        _add(snap, Item("event trigger", r["evtname"], attrs, {"name": r["evtname"]}))
+
+    for r in await conn.fetch(_PUBLICATIONS, schema):
+        if not (r["puballtables"] or r["tables"] or r["whole_schema"]):
+            continue
+        attrs = {
+            "all tables": r["puballtables"],
+            "all tables in schema": r["whole_schema"],
+            "tables": list(r["specs"]),
+        }
+        ref = {"name": r["pubname"], "tables": dict(zip(r["specs"], r["tables"], strict=True))}
+        _add(snap, Item("publication", r["pubname"], attrs, ref))
 
     for r in await conn.fetch(_INDEXES, schema):
         table, name = r["table"], r["relname"]
@@ -453,6 +598,7 @@ async def _read(conn: asyncpg.Connection, schema: str) -> Snapshot:
     return snap
 
 
+_COMPRESSION = {"p": "pglz", "l": "lz4"}
 _TRIGGER_STATES = {"O": "ENABLED", "D": "DISABLED", "R": "ENABLED REPLICA", "A": "ENABLED ALWAYS"}
 _PROKINDS = {"f": "function", "p": "procedure", "a": "aggregate", "w": "window function"}
 _POLICY_COMMANDS = {"*": "ALL", "r": "SELECT", "a": "INSERT", "w": "UPDATE", "d": "DELETE"}
@@ -555,7 +701,7 @@ def _around_difference(old: str, new: str, context: int = 40) -> tuple[str, str]
 
 
 def _describe(item: Item) -> str:
-    definition = item.attrs.get("definition")
+    definition = item.attrs.get("definition", item.attrs.get("value"))
     if isinstance(definition, str):
         first = definition.strip().splitlines()[0] if definition.strip() else ""
         return f" ({first[:160]})"
@@ -595,6 +741,9 @@ _KIND_ORDER = (
     "rule",
     "type",
     "object",
+    "setting",
+    "event trigger",
+    "publication",
 )
 
 
@@ -618,7 +767,9 @@ class Plan:
 # Phases, in the order their statements run: what depends on others is dropped first and
 # created last.
 _PHASES = (
+    "drop event triggers",  # first: one may refuse the DDL below
     "drop dependants",  # policies, rules, triggers, views
+    "uninherit",  # before inherited columns are dropped
     "drop constraints",  # foreign keys first
     "drop keys",
     "drop indexes",
@@ -632,13 +783,17 @@ _PHASES = (
     "create functions",
     "alter tables",
     "alter columns",
+    "inherit",  # after the columns a parent needs exist
     "own sequences",
     "create keys",
     "create constraints",
     "create indexes",
+    "replica identity",  # after the index it names exists
     "create views",
     "create dependants",
     "comments",
+    "settings",
+    "create event triggers",  # last, with their comments
 )
 
 
@@ -670,7 +825,22 @@ def plan(source: Snapshot, target: Snapshot, schema: str = SCHEMA) -> Plan:
 
 
 def _table(schema: str, item: Item) -> str:
-    return qualified(item.ref["table"], schema)
+    return qualified(item.ref["table"], item.ref.get("schema", schema))
+
+
+def _do(body: str) -> str:
+    """A ``DO`` block running ``body`` (PL/pgSQL), dollar-quoted with a tag the body
+    does not hold."""
+    n = 0
+    while f"$agent_app{n}$" in body:
+        n += 1
+    tag = f"$agent_app{n}$"
+    return f"DO {tag} {body} {tag}"
+
+
+def _format_text(sql: str) -> str:
+    """``sql`` as literal text for ``format()``: its ``%`` doubled."""
+    return sql.replace("%", "%%")
 
 
 def _comment(b: _Builder, on: str, old: Item | None, new: Item) -> None:
@@ -727,13 +897,27 @@ def _w_table(b: _Builder, old: Item | None, new: Item | None, schema: str) -> No
         clause = {"d": "DEFAULT", "f": "FULL", "n": "NOTHING"}.get(mode)
         if clause is None:  # "i <index>"
             clause = f"USING INDEX {ident(mode.split(' ', 1)[1])}"
-        b.add("create indexes", f"ALTER TABLE {t} REPLICA IDENTITY {clause}")
+        b.add("replica identity", f"ALTER TABLE {t} REPLICA IDENTITY {clause}")
+    # Names printed by PostgreSQL (regclass): schema-qualified and quoted as needed.
     for parent in a["inherits"]:
         if parent not in z["inherits"]:
-            b.add("alter tables", f"ALTER TABLE {t} NO INHERIT {parent}")
+            b.add("uninherit", f"ALTER TABLE {t} NO INHERIT {parent}")
     for parent in z["inherits"]:
         if parent not in a["inherits"]:
-            b.add("alter tables", f"ALTER TABLE {t} INHERIT {parent}")
+            b.add("inherit", f"ALTER TABLE {t} INHERIT {parent}")
+    key = "inherited by (other schemas)"
+    for child in a.get(key, []):
+        if child not in z.get(key, []):
+            if new.ref.get("relkind") == "p":
+                b.add("uninherit", f"ALTER TABLE {t} DETACH PARTITION {child}")
+            else:
+                b.add("uninherit", f"ALTER TABLE {child} NO INHERIT {t}")
+    for child in z.get(key, []):
+        if child not in a.get(key, []):
+            if new.ref.get("relkind") == "p":
+                b.manual.append(f"table {new.name}: attach partition {child} by hand")
+            else:
+                b.add("inherit", f"ALTER TABLE {child} INHERIT {t}")
     for key in ("kind", "partition key", "partition of", "access method", "tablespace"):
         if a[key] != z[key]:
             b.manual.append(f"table {new.name}: {key} differs ({a[key]!r} -> {z[key]!r})")
@@ -748,7 +932,7 @@ def _column_definition(item: Item) -> str:
     if z["generated"]:
         parts.append(f"GENERATED ALWAYS AS ({z['generated']}) STORED")
     if z["identity"]:
-        parts.append(f"GENERATED {z['identity']} AS IDENTITY")
+        parts.append(f"GENERATED {z['identity']} AS IDENTITY{_identity_options(item)}")
     if z["default"] is not None:
         parts.append(f"DEFAULT {z['default']}")
     if z["not null"]:
@@ -756,11 +940,34 @@ def _column_definition(item: Item) -> str:
     return " ".join(parts)
 
 
+def _identity_options(item: Item) -> str:
+    options = item.attrs.get("identity sequence")
+    return f" ({options})" if options else ""
+
+
+_SEQUENCE_OPTION = re.compile(r"(INCREMENT BY|MINVALUE|MAXVALUE|START WITH|CACHE) (-?[0-9]+)")
+
+
+def _identity_set(options: str) -> str:
+    """``SET ...`` clauses of ALTER COLUMN for identity sequence ``options``."""
+    clauses = [f"SET {k} {v}" for k, v in _SEQUENCE_OPTION.findall(options)]
+    clauses.append("SET NO CYCLE" if options.endswith("NO CYCLE") else "SET CYCLE")
+    return " ".join(clauses)
+
+
 def _column_settings(b: _Builder, t: str, c: str, old: Item | None, new: Item) -> None:
     a = old.attrs if old else {}
     z = new.attrs
+    was, now = _reloptions(a.get("options", [])), _reloptions(z.get("options", []))
+    if reset := sorted(was.keys() - now.keys()):
+        names = ", ".join(map(_option_name, reset))
+        b.add("alter columns", f"ALTER TABLE {t} ALTER COLUMN {c} RESET ({names})")
+    if changed := sorted(k for k in now if was.get(k) != now[k]):
+        options = ", ".join(f"{_option_name(k)} = {literal(now[k])}" for k in changed)
+        b.add("alter columns", f"ALTER TABLE {t} ALTER COLUMN {c} SET ({options})")
     for key, clause in (
-        ("storage", lambda v: f"SET STORAGE {_STORAGE[v or 'default']}"),
+        # The type's own storage by name: SET STORAGE DEFAULT is PostgreSQL 16+.
+        ("storage", lambda v: f"SET STORAGE {_STORAGE[v or new.ref.get('type storage', 'x')]}"),
         ("compression", lambda v: f"SET COMPRESSION {v or 'default'}"),
         ("statistics", lambda v: f"SET STATISTICS {-1 if v is None else v}"),
     ):
@@ -803,7 +1010,10 @@ def _w_column(b: _Builder, old: Item | None, new: Item | None, schema: str) -> N
         else:
             b.add("alter columns", f"{alter} SET DEFAULT {z['default']}")
     if z["identity"] and not a["identity"]:
-        b.add("alter columns", f"{alter} ADD GENERATED {z['identity']} AS IDENTITY")
+        b.add(
+            "alter columns",
+            f"{alter} ADD GENERATED {z['identity']} AS IDENTITY{_identity_options(new)}",
+        )
         # A new identity starts at 1: continue after the ids already used.
         b.add(
             "alter columns",
@@ -813,9 +1023,37 @@ def _w_column(b: _Builder, old: Item | None, new: Item | None, schema: str) -> N
         )
     elif z["identity"] and a["identity"] != z["identity"]:
         b.add("alter columns", f"{alter} SET GENERATED {z['identity']}")
-    if a["not null"] != z["not null"]:
-        b.add("alter columns", f"{alter} {'SET' if z['not null'] else 'DROP'} NOT NULL")
+    if (
+        z["identity"]
+        and a["identity"]
+        and z.get("identity sequence")
+        and a.get("identity sequence") != z["identity sequence"]
+    ):
+        b.add("alter columns", f"{alter} {_identity_set(z['identity sequence'])}")
+    _not_null(b, t, c, old, new)
     _column_settings(b, t, c, old, new)
+
+
+def _not_null(b: _Builder, t: str, c: str, old: Item, new: Item) -> None:
+    """NOT NULL, and (PostgreSQL 18) whether its constraint is NOT VALID / NO INHERIT."""
+    a, z = old.attrs, new.attrs
+    flags_a, flags_z = a.get("not null constraint"), z.get("not null constraint")
+    if (a["not null"], flags_a) == (z["not null"], flags_z):
+        return
+    alter = f"ALTER TABLE {t} ALTER COLUMN {c}"
+    if not z["not null"]:
+        b.add("alter columns", f"{alter} DROP NOT NULL")
+    elif flags_z is None:
+        if a["not null"] and "NO INHERIT" in (flags_a or ""):
+            b.add("alter columns", f"{alter} DROP NOT NULL")
+        b.add("alter columns", f"{alter} SET NOT NULL")  # validates a NOT VALID one
+    else:
+        if a["not null"]:
+            b.add("alter columns", f"{alter} DROP NOT NULL")
+        name = new.ref.get("not null name") or f"{new.ref['table']}_{new.ref['name']}_not_null"
+        b.add(
+            "alter columns", f"ALTER TABLE {t} ADD CONSTRAINT {ident(name)} NOT NULL {c} {flags_z}"
+        )
 
 
 def _w_constraint(b: _Builder, old: Item | None, new: Item | None, schema: str) -> None:
@@ -828,7 +1066,72 @@ def _w_constraint(b: _Builder, old: Item | None, new: Item | None, schema: str) 
         if old is None:
             phase = "create constraints" if new.ref["contype"] == "f" else "create keys"
             b.add(phase, f"ALTER TABLE {t} ADD CONSTRAINT {c} {new.attrs['definition']}")
+        if "index storage parameters" in new.attrs:
+            _constraint_index(b, old, new, schema)
+        if "internal triggers not enabled" in new.attrs:
+            _internal_triggers(b, old, new, schema)
         _comment(b, f"CONSTRAINT {c} ON {t}", old, new)
+
+
+def _constraint_index(b: _Builder, old: Item | None, new: Item, schema: str) -> None:
+    """The storage parameters, tablespace and clustering of the index behind a key."""
+    a = old.attrs if old else {}
+    z = new.attrs
+    # ADD CONSTRAINT names the index after the constraint.
+    index_name = old.ref.get("index", new.ref["name"]) if old else new.ref["name"]
+    i = qualified(index_name, new.ref.get("schema", schema))
+    was = _reloptions(a.get("index storage parameters", []))
+    now = _reloptions(z["index storage parameters"])
+    if reset := sorted(was.keys() - now.keys()):
+        b.add("create indexes", f"ALTER INDEX {i} RESET ({', '.join(map(_option_name, reset))})")
+    if changed := sorted(k for k in now if was.get(k) != now[k]):
+        options = ", ".join(f"{_option_name(k)} = {literal(now[k])}" for k in changed)
+        b.add("create indexes", f"ALTER INDEX {i} SET ({options})")
+    if a.get("index tablespace") != z["index tablespace"]:
+        tablespace = ident(z["index tablespace"] or "pg_default")
+        b.add("create indexes", f"ALTER INDEX {i} SET TABLESPACE {tablespace}")
+    if a.get("clustered", False) != z["clustered"]:
+        t = _table(schema, new)
+        if z["clustered"]:
+            b.add("create indexes", f"ALTER TABLE {t} CLUSTER ON {ident(index_name)}")
+        else:
+            b.add("create indexes", f"ALTER TABLE {t} SET WITHOUT CLUSTER")
+
+
+def _trigger_states(item: Item | None) -> dict[tuple[str, str], str]:
+    out = {}
+    for entry in item.attrs.get("internal triggers not enabled", []) if item else []:
+        on, state = entry.rsplit(": ", 1)
+        relation, function = on.rsplit(" ", 1)
+        out[(relation, function)] = state
+    return out
+
+
+def _internal_triggers(b: _Builder, old: Item | None, new: Item, schema: str) -> None:
+    """Enable / disable a foreign key's internal triggers (their names hold OIDs, so
+    they are found by table, function and constraint where the SQL runs)."""
+    was, now = _trigger_states(old), _trigger_states(new)
+    t = _table(schema, new)
+    for relation, function in sorted(was.keys() | now.keys()):
+        state = now.get((relation, function), "ENABLED")
+        if was.get((relation, function), "ENABLED") == state:
+            continue
+        verb = {"ENABLED": "ENABLE", "DISABLED": "DISABLE"}.get(
+            state, state.replace("ENABLED", "ENABLE")
+        )
+        command = _format_text(f"ALTER TABLE {relation} {verb} TRIGGER ") + "%I"
+        b.add(
+            "create dependants",
+            _do(
+                "DECLARE r record; BEGIN FOR r IN SELECT t.tgname FROM pg_catalog.pg_trigger t "
+                "JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid WHERE t.tgisinternal "
+                f"AND t.tgrelid = {literal(relation)}::pg_catalog.regclass "
+                f"AND p.proname = {literal(function)} AND t.tgconstraint = "
+                "(SELECT k.oid FROM pg_catalog.pg_constraint k WHERE k.conrelid = "
+                f"{literal(t)}::pg_catalog.regclass AND k.conname = {literal(new.ref['name'])}) "
+                f"LOOP EXECUTE pg_catalog.format({literal(command)}, r.tgname); END LOOP; END"
+            ),
+        )
 
 
 def _w_index(b: _Builder, old: Item | None, new: Item | None, schema: str) -> None:
@@ -1044,6 +1347,80 @@ def _w_object(b: _Builder, old: Item | None, new: Item | None, schema: str) -> N
             b.manual.append(f"{new.name}: write its CREATE by hand")
 
 
+def _w_setting(b: _Builder, old: Item | None, new: Item | None, schema: str) -> None:
+    item = new or old
+    assert item is not None
+    role, setting = item.ref["role"], _option_name(item.ref["setting"])
+    target = "ALTER DATABASE %I"
+    if role is not None:
+        target = _format_text(f"ALTER ROLE {ident(role)} IN DATABASE ") + "%I"
+    if new is None:
+        action = f"RESET {setting}"
+    else:
+        action = f"SET {setting} TO {literal(new.attrs['value'])}"
+    command = f"{target} {_format_text(action)}"
+    b.add(
+        "settings",
+        _do(
+            f"BEGIN EXECUTE pg_catalog.format({literal(command)}, "
+            "pg_catalog.current_database()); END"
+        ),
+    )
+
+
+def _w_event_trigger(b: _Builder, old: Item | None, new: Item | None, schema: str) -> None:
+    def shape(item: Item) -> tuple[Any, ...]:
+        return tuple(item.attrs[k] for k in ("event", "tags", "function"))
+
+    if old is not None and (new is None or shape(old) != shape(new)):
+        b.add("drop event triggers", f"DROP EVENT TRIGGER {ident(old.ref['name'])}")
+        old = None
+    if new is None:
+        return
+    e, z = ident(new.ref["name"]), new.attrs
+    if old is None:
+        tags = ""
+        if z["tags"]:
+            tags = f" WHEN TAG IN ({', '.join(map(literal, z['tags']))})"
+        b.add(
+            "create event triggers",
+            f"CREATE EVENT TRIGGER {e} ON {ident(z['event'])}{tags} "
+            f"EXECUTE FUNCTION {z['function']}()",  # printed by PostgreSQL (regproc)
+        )
+    if (old.attrs["enabled"] if old else "ENABLED") != z["enabled"]:
+        verb = {"ENABLED": "ENABLE", "DISABLED": "DISABLE"}.get(
+            z["enabled"], z["enabled"].replace("ENABLED", "ENABLE")
+        )
+        b.add("create event triggers", f"ALTER EVENT TRIGGER {e} {verb}")
+    if (old.attrs["comment"] if old else None) != z["comment"]:
+        b.add("create event triggers", f"COMMENT ON EVENT TRIGGER {e} IS {literal(z['comment'])}")
+
+
+def _w_publication(b: _Builder, old: Item | None, new: Item | None, schema: str) -> None:
+    item = new or old
+    assert item is not None
+    p = ident(item.ref["name"])
+    none: Mapping[str, Any] = {"all tables": False, "all tables in schema": False, "tables": []}
+    a = old.attrs if old else none
+    z = new.attrs if new else none
+    for spec in a["tables"]:
+        if spec not in z["tables"]:
+            assert old is not None
+            b.add("drop dependants", f"ALTER PUBLICATION {p} DROP TABLE {old.ref['tables'][spec]}")
+    for spec in z["tables"]:
+        if spec not in a["tables"]:
+            b.add("create dependants", f"ALTER PUBLICATION {p} ADD TABLE {spec}")
+    if a["all tables in schema"] != z["all tables in schema"]:
+        verb = "ADD" if z["all tables in schema"] else "DROP"
+        phase = "create dependants" if verb == "ADD" else "drop dependants"
+        b.add(phase, f"ALTER PUBLICATION {p} {verb} TABLES IN SCHEMA {ident(schema)}")
+    if a["all tables"] != z["all tables"]:
+        b.manual.append(
+            f"publication {item.name}: FOR ALL TABLES "
+            f"{'added' if z['all tables'] else 'removed'} (recreate the publication by hand)"
+        )
+
+
 _WRITERS = {
     "schema": _w_schema,
     "table": _w_table,
@@ -1058,6 +1435,9 @@ _WRITERS = {
     "rule": _w_rule,
     "type": _w_type,
     "object": _w_object,
+    "setting": _w_setting,
+    "event trigger": _w_event_trigger,
+    "publication": _w_publication,
 }
 
 

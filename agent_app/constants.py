@@ -41,11 +41,27 @@ MAX_AGENT_DEPTH = 5
 MAX_MESSAGE_PRIORITY = 9
 
 
+class UnsafeConstant(ValueError):
+    """A constant holds ``$``: rendered into a dollar-quoted function body (``AS $fn$
+    ... $fn$``) it could end the body and run the rest as SQL, so it is refused."""
+
+
+def _refuse_dollar(text: str, what: str) -> None:
+    if "$" in text:
+        raise UnsafeConstant(
+            f"{what}: {text!r} holds '$', which could end a dollar-quoted function body; "
+            "constants rendered into SQL may not contain it"
+        )
+
+
 def sql_value(value: str | int | Iterable[str]) -> str:
     """``value`` written as SQL: a string as a quoted literal (quotes doubled), an
     integer as digits, any other iterable as comma-separated string literals (the
-    inside of an ``IN (...)``)."""
+    inside of an ``IN (...)``).
+
+    :raises UnsafeConstant: a string holding ``$`` (see :func:`render_sql`)."""
     if isinstance(value, str):
+        _refuse_dollar(value, "sql_value")
         return "'" + value.replace("'", "''") + "'"
     if isinstance(value, int):
         return str(int(value))
@@ -72,17 +88,23 @@ class UnknownPlaceholder(KeyError):
 def render_sql(sql: str, where: str = "<sql>") -> str:
     """``sql`` with every ``{NAME}`` placeholder replaced by its SQL literal.
 
+    Placeholders sit inside dollar-quoted function bodies as well as plain SQL, where
+    single-quote escaping alone does not hold: a value holding ``$`` is refused.
+
     :raises UnknownPlaceholder: a placeholder :data:`SQL_CONSTANTS` lacks (``where``
         names the file in the message).
+    :raises UnsafeConstant: a constant whose rendering holds ``$``.
     """
 
     def value(match: re.Match[str]) -> str:
         try:
-            return SQL_CONSTANTS[match.group(1)]
+            rendered = SQL_CONSTANTS[match.group(1)]
         except KeyError:
             raise UnknownPlaceholder(
                 f"{where}: unknown placeholder {match.group(0)}; "
                 f"known: {', '.join(sorted(SQL_CONSTANTS))}"
             ) from None
+        _refuse_dollar(rendered, f"{where}: {match.group(0)}")
+        return rendered
 
     return _PLACEHOLDER.sub(value, sql)

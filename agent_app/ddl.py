@@ -45,6 +45,11 @@ def sql_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def sql_ident(name: str) -> str:
+    """Quote ``name`` as a SQL identifier (always quoted: safe for any name)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
 def sql_list(values: Iterable[str]) -> str:
     return ", ".join(sql_literal(v) for v in values)
 
@@ -126,9 +131,12 @@ def qualified(table: type[Table]) -> str:
 class Index:
     """An index that Piccolo cannot express (composite, partial, DESC, GIN ...).
 
-    :param name: the index name; unique within the schema.
-    :param columns: column names or expressions, each optionally with DESC.
-    :param where: a partial index predicate, or None.
+    :param name: the index name; unique within the schema. Written quoted, so any
+        name stays a name.
+    :param columns: column names or expressions, each optionally with DESC. Trusted
+        SQL, pasted as written: never build them from input.
+    :param where: a partial index predicate, or None. Trusted SQL, pasted as written:
+        never build it from input.
     :param unique: a UNIQUE index.
     :param nulls_not_distinct: with ``unique``, NULLs count as equal (PostgreSQL 15+).
     :param using: the access method, ``btree`` unless said otherwise.
@@ -149,12 +157,12 @@ class Index:
         nnd = " NULLS NOT DISTINCT" if self.nulls_not_distinct else ""
         where = f" WHERE {self.where}" if self.where else ""
         return (
-            f"CREATE {unique}INDEX {self.name} ON {qualified(table)}{using} "
+            f"CREATE {unique}INDEX {sql_ident(self.name)} ON {qualified(table)}{using} "
             f"({', '.join(self.columns)}){nnd}{where};"
         )
 
     def drop_sql(self) -> str:
-        return f"DROP INDEX IF EXISTS {SCHEMA}.{self.name};"
+        return f"DROP INDEX IF EXISTS {SCHEMA}.{sql_ident(self.name)};"
 
 
 def table_indexes(table: type[Table]) -> tuple[Index, ...]:

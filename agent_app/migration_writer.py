@@ -17,7 +17,7 @@ from piccolo import __VERSION__ as PICCOLO_VERSION
 
 MIGRATIONS_DIR = Path(__file__).parent / "piccolo_migrations"
 
-_TEMPLATE = '''"""{description}
+_TEMPLATE = '''"""{description_doc}
 
 Raw SQL, frozen when this migration was written: never edit it, add a new
 migration instead. Each statement runs inside the migration's transaction,
@@ -58,16 +58,32 @@ async def forwards() -> MigrationManager:
 '''
 
 
+def _docstring_text(description: str) -> str:
+    """``description`` as the body of a triple-quoted string literal: backslashes and
+    double quotes escaped, control characters as escapes, so it can neither end the
+    docstring, start an escape sequence nor hold a byte Python refuses in source (the
+    exact text is in ``DESCRIPTION``, written with ``repr``)."""
+    text = description.replace("\\", "\\\\").replace('"', '\\"')
+    return "".join(
+        c if c in "\n\t" or (c.isprintable() and c not in "\x85\u2028\u2029") else repr(c)[1:-1]
+        for c in text
+    )
+
+
 def write_raw_migration(
     forwards: list[str], backwards: list[str], description: str, directory: Path = MIGRATIONS_DIR
 ) -> Path:
-    """Write a new raw migration running ``forwards`` (and ``backwards`` to undo it)."""
+    """Write a new raw migration running ``forwards`` (and ``backwards`` to undo it).
+
+    ``description`` may be any text: it is written as a ``repr`` literal
+    (``DESCRIPTION``) and, escaped, as the module docstring, so it never runs as code
+    nor breaks the file."""
     now = datetime.datetime.now()
     migration_id = now.strftime("%Y-%m-%dT%H:%M:%S:%f")
     path = directory / f"agent_app_{now.strftime('%Y_%m_%dt%H_%M_%S_%f')}.py"
     path.write_text(
         _TEMPLATE.format(
-            description=description,
+            description_doc=_docstring_text(description),
             description_repr=repr(description),
             migration_id=migration_id,
             version=PICCOLO_VERSION,

@@ -13,8 +13,10 @@ Three databases are compared with one differ (:mod:`agent_app.catalog`):
 Code against migrations answers "does the code say something no migration says
 yet?"; live against migrations answers "has someone changed the database by hand, or
 not run the migrations?". Scratch databases are created on the live database's
-server (``CREATE DATABASE`` with a random name, so the role needs CREATEDB) and
-dropped afterwards, whatever happens.
+server (``CREATE DATABASE``, so the role needs CREATEDB) and dropped afterwards,
+also when the check is interrupted or terminated; their names say which machine and
+process made them and when, so a run killed outright (SIGKILL) has its scratch
+databases dropped by the next run (:func:`drop_stale_scratch`).
 
 :func:`write_migration` writes the next raw migration from the code against the
 migrations - never from a live database - and proves it on a scratch database
@@ -25,12 +27,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import io
 import json
 import os
+import re
 import secrets
+import socket
 import sys
 import tempfile
+import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +56,7 @@ from agent_app.catalog import (
     plan,
     snapshot,
 )
+from agent_app.errors import AgentAppError
 
 SCRATCH_PREFIX = "agent_app_check_"
 APP_NAME = "agent_app"
@@ -66,8 +73,12 @@ APP_REGISTRY = AppRegistry(apps=["agent_app.piccolo_app"])
 '''
 
 
-class SchemaCheckError(Exception):
-    """The check could not be made (a scratch database failed to build)."""
+class SchemaCheckError(AgentAppError):
+    """The check could not be made: the role may not create the scratch databases
+    (it needs CREATEDB), or a scratch database failed to build. Nothing was compared;
+    the CLI exits 2 with this message."""
+
+    rule = "schema_check"
 
 
 def live_config() -> dict[str, Any]:
@@ -90,19 +101,124 @@ async def _admin(config: dict[str, Any], sql: str) -> None:
         await conn.close()
 
 
+#: Scratch database names: prefix, this machine (hash of host name and pid namespace),
+#: the creating process's pid, its creation time (unix seconds), a random tail.
+_SCRATCH_NAME = re.compile(
+    re.escape(SCRATCH_PREFIX) + r"(?P<host>[0-9a-f]{8})_(?P<pid>[0-9]+)_(?P<t>[0-9]+)_[0-9a-f]+\Z"
+)
+#: A scratch database of another machine is stale after this long without connections.
+STALE_AFTER_SECONDS = 24 * 3600
+
+
+def _machine() -> str:
+    """This machine and pid namespace, as 8 hex digits: a pid in a scratch database's
+    name means something only where this is the same."""
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        namespace = ""
+    return hashlib.sha256(f"{socket.gethostname()}|{namespace}".encode()).hexdigest()[:8]
+
+
+def scratch_name() -> str:
+    """A new scratch database name that says who made it and when (see
+    :func:`drop_stale_scratch`)."""
+    return f"{SCRATCH_PREFIX}{_machine()}_{os.getpid()}_{int(time.time())}_{secrets.token_hex(3)}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def is_stale(name: str, now: float | None = None) -> bool:
+    """Whether the scratch database ``name`` belongs to no running check: made on this
+    machine by a process that is gone, or made anywhere more than
+    :data:`STALE_AFTER_SECONDS` ago. Names in another format are never stale."""
+    match = _SCRATCH_NAME.match(name)
+    if match is None:
+        return False
+    now = time.time() if now is None else now
+    if now - int(match["t"]) > STALE_AFTER_SECONDS:
+        return True
+    pid = int(match["pid"])
+    return match["host"] == _machine() and pid != os.getpid() and not _alive(pid)
+
+
+async def drop_stale_scratch(config: dict[str, Any]) -> list[str]:
+    """Drop the scratch databases left by checks that were killed (see
+    :func:`is_stale`) and that nobody is connected to; returns their names. A database
+    still in use is left alone (the next check tries again)."""
+    conn = await asyncpg.connect(**config)
+    dropped: list[str] = []
+    try:
+        names = await conn.fetch(
+            "SELECT datname FROM pg_database WHERE starts_with(datname, $1) "
+            "AND NOT EXISTS (SELECT FROM pg_stat_activity a WHERE a.datname = pg_database.datname)",
+            SCRATCH_PREFIX,
+        )
+        for (name,) in names:
+            if not is_stale(name):
+                continue
+            try:
+                await conn.execute(f"DROP DATABASE IF EXISTS {ident(name)}")
+            except asyncpg.PostgresError:
+                continue  # in use after all, or not ours to drop
+            dropped.append(name)
+    finally:
+        await conn.close()
+    return dropped
+
+
+async def _sweep(config: dict[str, Any]) -> None:
+    """:func:`drop_stale_scratch`, best effort: the check does not fail over it."""
+    with contextlib.suppress(asyncpg.PostgresError, OSError):
+        await drop_stale_scratch(config)
+
+
+async def _create(config: dict[str, Any], sql: str) -> None:
+    try:
+        await _admin(config, sql)
+    except asyncpg.InsufficientPrivilegeError as e:
+        raise SchemaCheckError(
+            "the role may not create the scratch databases the check is made in: it needs "
+            f"CREATEDB (ALTER ROLE ... CREATEDB) - PostgreSQL said: {e}"
+        ) from None
+
+
+async def _drop(config: dict[str, Any], name: str) -> None:
+    """Drop scratch database ``name``, even while the task is being cancelled."""
+    drop = asyncio.ensure_future(
+        _admin(config, f"DROP DATABASE IF EXISTS {ident(name)} WITH (FORCE)")
+    )
+    try:
+        await asyncio.shield(drop)
+    except asyncio.CancelledError:
+        await drop  # cancelled again while dropping: finish the drop first
+        raise
+
+
 @contextlib.asynccontextmanager
 async def scratch_database(
     config: dict[str, Any], template: str | None = None
 ) -> AsyncIterator[dict[str, Any]]:
     """A new empty database on the server of ``config`` (a copy of ``template`` if
-    given), yielding its connection arguments; dropped on exit."""
-    name = SCRATCH_PREFIX + secrets.token_hex(6)
+    given), yielding its connection arguments; dropped on exit, also when the task is
+    cancelled (SIGINT, SIGTERM in the CLI) while it is being created. A run killed
+    outright leaves it to :func:`drop_stale_scratch` of the next run.
+    :class:`SchemaCheckError` if the role lacks CREATEDB."""
+    name = scratch_name()
     copy = f" TEMPLATE {ident(template)}" if template else ""
-    await _admin(config, f"CREATE DATABASE {ident(name)}{copy}")
     try:
+        await _create(config, f"CREATE DATABASE {ident(name)}{copy}")
         yield {**config, "database": name}
     finally:
-        await _admin(config, f"DROP DATABASE IF EXISTS {ident(name)} WITH (FORCE)")
+        await _drop(config, name)
 
 
 async def migrate(config: dict[str, Any]) -> None:
@@ -137,7 +253,13 @@ async def migrate(config: dict[str, Any]) -> None:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
         )
-        out, _ = await proc.communicate()
+        try:
+            out, _ = await proc.communicate()
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+            raise
     if proc.returncode != 0:
         raise SchemaCheckError(
             "the migration files failed on a scratch database:\n" + out.decode(errors="replace")
@@ -217,10 +339,16 @@ async def scratch_pair(
     config: dict[str, Any], statements: Sequence[str] | None = None
 ) -> AsyncIterator[Scratch]:
     """Build the migrations and the code scratch databases side by side (``statements``
-    defaults to :func:`code_statements`), read both; both are dropped on exit."""
+    defaults to :func:`code_statements`), read both; both are dropped on exit. Stale
+    scratch databases of killed runs are dropped before and after
+    (:func:`drop_stale_scratch`)."""
     if statements is None:
         statements = code_statements()
-    async with scratch_database(config) as mig, scratch_database(config) as code:
+    await _sweep(config)
+    async with contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(_sweep, config)
+        mig = await stack.enter_async_context(scratch_database(config))
+        code = await stack.enter_async_context(scratch_database(config))
         await asyncio.gather(migrate(mig), build_from_code(code, statements))
         mig_snap, code_snap = await asyncio.gather(read(mig), read(code))
         scratch = Scratch(mig, code, mig_snap, code_snap)

@@ -243,3 +243,45 @@ async def test_a_statement_returns_no_large_column_its_row_type_leaves_unread(
     ]
     # (runs.timeline's two prefixes share one record: each type checks its own.)
     assert not unread, f"{file}.sql:{name.strip()} returns {unread} that {cls.__name__} never reads"
+
+
+BODY = """CREATE FUNCTION pg_temp.probe_channel() RETURNS text LANGUAGE plpgsql AS $fn$
+BEGIN
+    RETURN {MESSAGES_CHANNEL};
+END
+$fn$"""
+
+
+def test_a_constant_holding_a_dollar_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Placeholders are rendered into dollar-quoted bodies, where a value holding the
+    tag (``chan$fn$; CREATE TABLE ...``) would end the body and run as SQL."""
+    from agent_app import constants
+
+    hostile = "chan$fn$; CREATE TABLE public.probe_injected (x int); --"
+    with pytest.raises(constants.UnsafeConstant, match=r"\$"):
+        constants.sql_value(hostile)
+    # Set by hand (not through sql_value): render_sql refuses it too.
+    monkeypatch.setitem(
+        constants.SQL_CONSTANTS,  # type: ignore[arg-type]
+        "MESSAGES_CHANNEL",
+        "'" + hostile + "'",
+    )
+    with pytest.raises(constants.UnsafeConstant, match="MESSAGES_CHANNEL"):
+        constants.render_sql(BODY, "probe.sql")
+
+
+async def test_an_index_name_stays_a_name(conn: asyncpg.Connection) -> None:
+    from agent_app.ddl import Index
+
+    evil = "x; DROP TABLE agent.budgets; --"
+    index = Index(evil, ("kind",))
+    await conn.execute(index.create_sql(MemoryRecord))
+    assert await conn.fetchval("SELECT to_regclass('agent.budgets') IS NOT NULL")
+    assert (
+        await conn.fetchval(
+            "SELECT count(*) FROM pg_class WHERE relname = $1 AND relkind = 'i'", evil
+        )
+        == 1
+    )
+    await conn.execute(index.drop_sql())
+    assert await conn.fetchval("SELECT count(*) FROM pg_class WHERE relname = $1", evil) == 0

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 import sys
+from collections.abc import Sequence
+from types import ModuleType
 from typing import Any, NoReturn
 
 #: Options the command takes; ``-`` and ``_`` are the same letter in their names.
@@ -27,6 +31,22 @@ def parse_options(
             raise ValueError(f"unknown option --{name} (schema_check takes {known})")
         values[key] = value
     return _truth(values["write_migration"]), str(values["description"]), _truth(values["live"])
+
+
+#: The words the command is called by, after ``piccolo agent_app``.
+COMMAND_NAMES = ("schema_check", "check")
+
+
+def stray_values(argv: Sequence[str]) -> list[str]:
+    """Words after ``piccolo agent_app schema_check`` that are not ``--options``.
+
+    targ binds such a word to the command's first parameters in order (``--live
+    false`` would set write_migration and leave live on), so the command refuses
+    them instead: options take their value after ``=``."""
+    for i, word in enumerate(argv[:-1]):
+        if word == "agent_app" and argv[i + 1] in COMMAND_NAMES:
+            return [w for w in argv[i + 2 :] if not w.startswith("--")]
+    return []
 
 
 def _fail(message: str) -> NoReturn:
@@ -55,7 +75,18 @@ async def schema_check(
         The new migration's description (with --write-migration).
     :param live:
         Compare the live database too (--live=false: code and migrations only).
+
+    Options take their value after ``=`` (``--description="two words"``); a value
+    after a space is refused. Exit 2 when the check cannot be made (an unknown
+    option, a role without CREATEDB, a scratch database that does not build).
+    Interrupted (SIGINT) or terminated (SIGTERM), it drops its scratch databases.
     """
+    stray = stray_values(sys.argv)
+    if stray:
+        _fail(
+            f"unexpected value(s) {', '.join(map(repr, stray))}: give options as "
+            "--name=value (e.g. --live=false, --description='two words')"
+        )
     try:
         write_migration, description, live = parse_options(
             write_migration, description, live, options
@@ -64,6 +95,36 @@ async def schema_check(
         _fail(str(e))
 
     from agent_app import schema_check as sc
+
+    # SIGTERM (CI timeouts, `timeout`, `kill`) cancels the check like SIGINT does, so
+    # the scratch databases are dropped on the way out.
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    terminated = False
+
+    def _terminate() -> None:
+        nonlocal terminated
+        terminated = True
+        if task is not None:
+            task.cancel()
+
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        loop.add_signal_handler(signal.SIGTERM, _terminate)
+    try:
+        await _check(sc, write_migration, description, live)
+    except sc.SchemaCheckError as e:
+        _fail(str(e))
+    except asyncio.CancelledError:
+        if terminated:
+            print("schema_check: terminated", file=sys.stderr, flush=True)
+            sys.exit(128 + signal.SIGTERM)
+        raise
+    finally:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.remove_signal_handler(signal.SIGTERM)
+
+
+async def _check(sc: ModuleType, write_migration: bool, description: str, live: bool) -> None:
 
     config = sc.live_config()
     # Piccolo's differ is CPU-bound: it runs beside the scratch databases being built.
