@@ -216,15 +216,20 @@ SELECT n.nspname, c.relname, k.conname, k.contype::text AS contype,
 """
 
 # Settings given to this database (ALTER DATABASE ... SET, ALTER ROLE ... IN DATABASE
-# ... SET): every new session starts with them (session_replication_role = replica
-# switches every trigger and foreign key off).
-_SETTINGS = """
+# ... SET) that change whether or how the schema's rules apply: every new session starts
+# with them (session_replication_role = replica switches every trigger and foreign key
+# off; search_path changes what unqualified names mean; row_security switches policies).
+# Operational settings a user gives a database (statement_timeout, timezone, work_mem...)
+# are theirs to give and are not compared.
+RULE_SETTINGS = ("session_replication_role", "search_path", "row_security")
+_SETTINGS = f"""
 SELECT r.rolname AS role, cfg
   FROM pg_catalog.pg_db_role_setting s
   LEFT JOIN pg_catalog.pg_roles r ON r.oid = s.setrole
   CROSS JOIN LATERAL unnest(s.setconfig) AS cfg
  WHERE s.setdatabase = (SELECT oid FROM pg_catalog.pg_database
                          WHERE datname = pg_catalog.current_database())
+   AND lower(split_part(cfg, '=', 1)) IN ({", ".join(f"'{n}'" for n in RULE_SETTINGS)})
 """
 
 # Event triggers are the database's, not a schema's: one can refuse every migration.

@@ -184,8 +184,8 @@ DRIFTS = [
     (
         "role setting in this database",
         "CREATE ROLE drift_role; DO $$ BEGIN EXECUTE format('ALTER ROLE drift_role IN DATABASE %I"
-        " SET work_mem = ''64MB''', current_database()); END $$",
-        "setting", "work_mem (role drift_role)", "(64MB)",
+        " SET row_security = off', current_database()); END $$",
+        "setting", "row_security (role drift_role)", "(off)",
     ),
     (
         "event trigger",
@@ -333,6 +333,28 @@ async def test_each_drift_is_reported_and_the_sql_goes_both_ways(
     )
     await _run(conn, backwards.statements)
     assert diff(migrations, await scratch.observe(conn)) == [], f"backwards for {what} did not undo"
+
+
+async def test_operational_settings_of_the_database_are_the_users_own(
+    scratch: sc.Scratch, conn: asyncpg.Connection
+) -> None:
+    """statement_timeout, timezone, work_mem given to the database or a role in it do not
+    touch the schema's rules: not drift (the three that do are in DRIFTS)."""
+    await conn.execute(
+        "CREATE ROLE ops_role; DO $$ BEGIN "
+        "EXECUTE format('ALTER DATABASE %I SET statement_timeout = ''30s''', current_database());"
+        "EXECUTE format('ALTER DATABASE %I SET timezone = ''UTC''', current_database());"
+        "EXECUTE format('ALTER ROLE ops_role IN DATABASE %I SET work_mem = ''64MB''',"
+        " current_database()); END $$"
+    )
+    differences, _ = await sc.live_drift(conn, scratch)
+    assert [d for d in differences if d.kind == "setting"] == []
+    await conn.execute(
+        "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET search_path = public',"
+        " current_database()); END $$"
+    )
+    differences, _ = await sc.live_drift(conn, scratch)
+    assert [d.name for d in differences if d.kind == "setting"] == ["search_path"]
 
 
 def _with_priority_max(maximum: int) -> list[type[Table]]:
