@@ -993,6 +993,15 @@ def _w_column(b: _Builder, old: Item | None, new: Item | None, schema: str) -> N
         )
         return
     t, c = _table(schema, new), ident(new.ref["name"])
+    if old is not None and bool(old.attrs["generated"]) != bool(new.attrs["generated"]):
+        # A stored column becoming generated (or back) would be a DROP + ADD: the stored
+        # values would be lost. Never written; the author decides how to carry them.
+        b.manual.append(
+            f"column {new.name}: {'stored' if not old.attrs['generated'] else 'generated'}"
+            f" -> {'generated' if new.attrs['generated'] else 'stored'} loses its values"
+            " as DROP + ADD; write it by hand"
+        )
+        return
     if old is None or old.attrs["generated"] != new.attrs["generated"]:
         if old is not None:
             b.add("drop columns", f"ALTER TABLE {t} DROP COLUMN {c}")

@@ -335,6 +335,22 @@ async def test_each_drift_is_reported_and_the_sql_goes_both_ways(
     assert diff(migrations, await scratch.observe(conn)) == [], f"backwards for {what} did not undo"
 
 
+async def test_a_stored_column_becoming_generated_is_never_written_as_drop_and_add(
+    scratch: sc.Scratch, conn: asyncpg.Connection
+) -> None:
+    """Either way, DROP + ADD would lose the stored values: the plan says so and writes
+    no statement for the column (and --write-migration refuses a plan with such notes)."""
+    await conn.execute(
+        "ALTER TABLE agent.memory_records DROP COLUMN content;"
+        " ALTER TABLE agent.memory_records ADD COLUMN content text"
+        " GENERATED ALWAYS AS ('derived') STORED"
+    )
+    drifted = await scratch.observe(conn)
+    for forwards in (plan(scratch.migrations, drifted), plan(drifted, scratch.migrations)):
+        assert any("memory_records" in m and "loses its values" in m for m in forwards.manual)
+        assert not [s for s in forwards.statements if 'COLUMN "content"' in s], forwards
+
+
 async def test_operational_settings_of_the_database_are_the_users_own(
     scratch: sc.Scratch, conn: asyncpg.Connection
 ) -> None:
