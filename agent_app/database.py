@@ -352,7 +352,8 @@ def _write_pids(pgdata: Path, pids: list[int]) -> None:
     path.chmod(0o600)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this machine (one we may not signal counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -366,7 +367,7 @@ def _prune_dead_users(pgdata: Path) -> None:
     """Drop pids of processes that died without saying goodbye (SIGKILL) from the list
     of the server's users; otherwise the server would never stop."""
     pids = _read_pids(pgdata)
-    alive = [p for p in pids if p == os.getpid() or _pid_alive(p)]
+    alive = [p for p in pids if p == os.getpid() or pid_alive(p)]
     if alive != pids:
         _write_pids(pgdata, alive)
 
@@ -403,7 +404,7 @@ def _postmaster(pgdata: Path) -> _Postmaster | None:
 
 
 def _is_running(pm: _Postmaster | None) -> bool:
-    if pm is None or not _pid_alive(pm.pid):
+    if pm is None or not pid_alive(pm.pid):
         return False
     import psutil
 
@@ -547,7 +548,7 @@ def _leave(pgdata: Path, user: _User, throwaway: bool) -> None:
         return
     with _joined_lock, _locked(pgdata, user):
         _joined.pop(pgdata, None)
-        pids = [p for p in _read_pids(pgdata) if p != os.getpid() and _pid_alive(p)]
+        pids = [p for p in _read_pids(pgdata) if p != os.getpid() and pid_alive(p)]
         _write_pids(pgdata, pids)
         if pids:
             return

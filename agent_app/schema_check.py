@@ -56,6 +56,7 @@ from agent_app.catalog import (
     plan,
     snapshot,
 )
+from agent_app.database import pid_alive
 from agent_app.errors import AgentAppError
 
 SCRATCH_PREFIX = "agent_app_check_"
@@ -126,16 +127,6 @@ def scratch_name() -> str:
     return f"{SCRATCH_PREFIX}{_machine()}_{os.getpid()}_{int(time.time())}_{secrets.token_hex(3)}"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def is_stale(name: str, now: float | None = None) -> bool:
     """Whether the scratch database ``name`` belongs to no running check: made on this
     machine by a process that is gone, or made anywhere more than
@@ -147,7 +138,7 @@ def is_stale(name: str, now: float | None = None) -> bool:
     if now - int(match["t"]) > STALE_AFTER_SECONDS:
         return True
     pid = int(match["pid"])
-    return match["host"] == _machine() and pid != os.getpid() and not _alive(pid)
+    return match["host"] == _machine() and pid != os.getpid() and not pid_alive(pid)
 
 
 async def drop_stale_scratch(config: dict[str, Any]) -> list[str]:
