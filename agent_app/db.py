@@ -128,6 +128,12 @@ def engine() -> PostgresEngine:
     return _engine
 
 
+def in_piccolo_transaction() -> bool:
+    """Whether a Piccolo transaction (``DB.transaction()``) is open in this context: the
+    API's calls without ``conn=`` then run inside it."""
+    return engine().current_transaction.get() is not None
+
+
 def connect_kwargs() -> dict[str, Any]:
     """Keyword arguments for ``asyncpg.connect`` / ``create_pool``: the engine's config."""
     return dict(engine().config)

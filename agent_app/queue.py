@@ -146,6 +146,8 @@ SEND_MANY = SQL["send_many"]
 SEND_MANY_LOCKED = SQL["send_many_locked"]
 CLAIM_ONE = SQL["claim_one"]
 CLAIM_MANY = SQL["claim_many"]
+ACK_CLAIM_ONE = SQL["ack_claim_one"]
+ACK_CLAIM_MANY = SQL["ack_claim_many"]
 ANY_AVAILABLE = SQL["any_available"]
 NEXT_AVAILABLE = SQL["next_available"]
 ACK = SQL["ack"]
@@ -255,21 +257,52 @@ async def claim(
     *,
     limit: int = 1,
     lease: dt.timedelta = DEFAULT_LEASE,
+    ack: Message | Sequence[Message] = (),
     conn: asyncpg.Connection | None = None,
 ) -> list[Message]:
     """Claim up to ``limit`` messages for any of ``recipients``, best first.
 
     Each returned message is held by ``worker_id`` until ``lease`` passes; its
     ``attempts`` includes this claim. Returns ``[]`` when nothing is available.
+
+    ``ack``: messages this worker is done with, acked (as :func:`ack` does) in the same
+    statement before the claim - a worker loop's "done with these, give me the next" in
+    one round trip and one commit instead of two::
+
+        messages = await queue.claim(me, [agent_id])
+        while messages:
+            handle(messages)
+            messages = await queue.claim(me, [agent_id], ack=messages)
+
+    All or nothing: if one of them is no longer held, raises
+    :class:`~agent_app.errors.LeaseLost` naming it, and nothing is acked and nothing
+    claimed. Repeating the call after an ambiguous error
+    (:class:`~agent_app.errors.DatabaseUnavailable`) whose first try committed acks
+    nothing twice and just claims (messages the lost first try claimed come back when
+    their lease ends, as after any claim whose answer was lost).
     """
-    if limit < 1:
-        return []
-    targets = list(dict.fromkeys(recipients))
-    if not targets:
-        return []
-    sql, who = (CLAIM_ONE, targets[0]) if len(targets) == 1 else (CLAIM_MANY, targets)
+    done_ids, done_attempts = _lease_args(ack)
+    targets = list(dict.fromkeys(recipients))  # (validated: at least one)
+    one = len(targets) == 1
+    who = targets[0] if one else targets
     async with db.connection(conn) as c:
-        rows = await c.fetch(sql, who, limit, worker_id, lease)
+        rows: list[asyncpg.Record] = []
+        if done_ids:
+            sql = ACK_CLAIM_ONE if one else ACK_CLAIM_MANY
+            try:
+                # Savepoint-wrapped inside a caller's transaction: a refusal leaves it usable.
+                rows = await db.fetch(
+                    sql, who, limit, worker_id, lease, done_ids, done_attempts, conn=c
+                )
+                done_ids = []
+            except RuleViolation as e:
+                if e.rule != "lease_lost":
+                    raise
+                await _refused(c, done_ids, worker_id, done_attempts, done_already=True)
+                done_ids = []  # acked by an earlier try: claim only
+        sql = CLAIM_ONE if one else CLAIM_MANY
+        if not rows:
+            rows = await c.fetch(sql, who, limit, worker_id, lease)
         if not rows and await c.fetchval(ANY_AVAILABLE, targets):
             # Expired leases were just requeued, or concurrent claims held the rows we
             # saw: look once more before reporting "nothing".
@@ -305,11 +338,26 @@ async def _held(
                 raise
             rows = []
         if len(rows) != len(ids):  # the statement changed nothing
-            if done_already and await c.fetchval(ACKED_ALREADY, ids, worker_id, attempts):
-                return []
-            lost = await c.fetchval(NOT_HELD, ids, worker_id, attempts)
-            raise LeaseLost(lost or ids, worker_id)
+            await _refused(c, ids, worker_id, attempts, done_already=done_already)
+            return []
     return list(rows)
+
+
+async def _refused(
+    c: asyncpg.Connection,
+    ids: list[int],
+    worker_id: str,
+    attempts: list[int],
+    *,
+    done_already: bool,
+) -> None:
+    """A lease-checked statement on ``ids`` changed nothing: return if ``done_already``
+    and they are all done under this very claim (an ack repeated after an ambiguous
+    error), else raise :class:`LeaseLost` naming the messages no longer held."""
+    if done_already and await c.fetchval(ACKED_ALREADY, ids, worker_id, attempts):
+        return
+    lost = await c.fetchval(NOT_HELD, ids, worker_id, attempts)
+    raise LeaseLost(lost or ids, worker_id)
 
 
 @validated
@@ -676,21 +724,12 @@ class Consumer:
                         self.worker_id, self.recipients, limit=self.batch_size, lease=self.lease
                     )
                 )
+                await self._buffered(claimed, sent_at)
                 if self._stopping.is_set():
-                    self._buffer = claimed  # stop() may already have run: give them back
-                    if claimed:
-                        with contextlib.suppress(Exception):
-                            await _release_held(claimed, self.worker_id)
-                        self._buffer = []
                     return
-                if not claimed:
+                if not self._buffer:
                     await self._retrying(self._idle)
                     continue
-                if not self._held():
-                    self._held_until = sent_at + self.lease.total_seconds()
-                else:
-                    self._held_until = min(self._held_until, sent_at + self.lease.total_seconds())
-                self._buffer = claimed
             message = self._buffer.pop(0)
             self._in_flight[message.id] = message
             yield message
@@ -713,13 +752,51 @@ class Consumer:
         """Ack a message this consumer handed out (see :func:`ack`; ``conn`` to ack in
         the handler's own transaction). The heartbeat keeps the lease until the ack
         succeeds or the lease is lost, so an ack that raised
-        :class:`~agent_app.errors.DatabaseUnavailable` may simply be repeated."""
+        :class:`~agent_app.errors.DatabaseUnavailable` may simply be repeated.
+
+        When nothing is buffered, the ack also claims the next batch in the same
+        statement (``claim(..., ack=)``: one round trip per batch, not two), which the
+        iteration then hands out. Not inside a transaction (``conn`` or an open Piccolo
+        transaction): a claim that the caller's rollback could undo is never buffered."""
+        prefetch = (
+            conn is None
+            and not self._buffer
+            and not self._stopping.is_set()
+            and self._heartbeat is not None
+            and not db.in_piccolo_transaction()
+        )
         try:
-            await ack(message, self.worker_id, conn=conn)
+            if prefetch:
+                sent_at = time.monotonic()
+                claimed = await claim(
+                    self.worker_id,
+                    self.recipients,
+                    limit=self.batch_size,
+                    lease=self.lease,
+                    ack=message,
+                )
+                self._in_flight.pop(message.id, None)
+                await self._buffered(claimed, sent_at)
+            else:
+                await ack(message, self.worker_id, conn=conn)
         except LeaseLost:
             self._in_flight.pop(message.id, None)
             raise
         self._in_flight.pop(message.id, None)
+
+    async def _buffered(self, claimed: list[Message], sent_at: float) -> None:
+        """Add messages just claimed (the statement sent at ``sent_at``, monotonic) to
+        the buffer, or give them back at once if the consumer is stopping."""
+        if not claimed:
+            return
+        if self._stopping.is_set():  # stop() may already have released the buffer
+            with contextlib.suppress(Exception):
+                await _release_held(claimed, self.worker_id)
+            return
+        expires = sent_at + self.lease.total_seconds()
+        self._held_until = expires if not self._held() else min(self._held_until, expires)
+        self._buffer.extend(claimed)
+        self._wake.set()  # an idle iteration (a handler acked from another task) hands them out
 
     @validated
     async def fail(

@@ -3,8 +3,12 @@
 Both drain the same backlog (``--n`` messages/jobs, already enqueued) with 16 consumers
 in one process and one event loop, over a pool of 17 connections each:
 
-* agent_app: 16 tasks looping ``claim`` -> ``ack`` through the API's pool (the
-  recommended path), batch 1 and batch 50.
+* agent_app: 16 tasks through the API's pool (the recommended path), batch 1 and
+  batch 50, three ways: looping ``claim(ack=previous)`` (the ack of one batch and the
+  claim of the next in one statement: one round trip and one commit per batch; what
+  the targets use), looping ``claim`` -> ``ack`` (two statements per batch; a
+  reference), and 16 ``Consumer`` objects (batch_size 1, each acking in its
+  handler; its ack claims the next batch in the same statement).
 * procrastinate (pip-installed only for this benchmark; not a dependency of agent_app),
   two ways:
 
@@ -26,8 +30,11 @@ in one process and one event loop, over a pool of 17 connections each:
 Enqueueing is measured too: ``send_many`` vs ``batch_defer_async`` (50 per call).
 Rounds are interleaved (the order of the drains alternates); medians of ``--rounds``.
 Targets (issue 13): drain >= 10x procrastinate batched (our batch 50 vs its tuned mode),
->= 2x single (our batch 1 vs its tuned mode). The ratio against procrastinate as
-shipped is printed beside, without a target.
+>= 2x single (our batch 1 vs its tuned mode), both with ``claim(ack=)``: procrastinate
+has no counterpart (its fetch and finish are two calls, two commits), so the figure
+says what a worker loop gets from agent_app, not that the same protocol is faster. The
+two-statement loop, the Consumer and procrastinate as shipped are printed beside,
+without a target.
 
     pip install procrastinate      # only for this benchmark
     python -m benchmarks.peers [--quick] [--n 10000] [--rounds 3]
@@ -99,10 +106,16 @@ async def main(n: int, rounds: int, summary: str | None, shipped_n: int | None =
 
         return count / await timed(go)
 
-    async def drain_agent_app(batch: int) -> float:
+    async def drain_agent_app(batch: int, combined: bool) -> float:
         async def worker() -> int:
             name = f"peer-{uuid.uuid4().hex[:6]}"
             done = 0
+            if combined:
+                messages = await queue.claim(name, [recipient], limit=batch)
+                while messages:
+                    done += len(messages)
+                    messages = await queue.claim(name, [recipient], limit=batch, ack=messages)
+                return done
             while messages := await queue.claim(name, [recipient], limit=batch):
                 await queue.ack(messages, name)
                 done += len(messages)
@@ -115,6 +128,33 @@ async def main(n: int, rounds: int, summary: str | None, shipped_n: int | None =
 
         seconds = await timed(go)
         assert sum(counts) == n, sum(counts)
+        return n / seconds
+
+    async def drain_consumers() -> float:
+        done = 0
+        finished = asyncio.Event()
+
+        async def consume(consumer: queue.Consumer) -> None:
+            nonlocal done
+            async for message in consumer:
+                await consumer.ack(message)
+                done += 1
+                if done >= n:
+                    finished.set()
+
+        consumers = [queue.Consumer([recipient], batch_size=1) for _ in range(WORKERS)]
+
+        async def go() -> None:
+            for consumer in consumers:
+                await consumer.start()
+            tasks = [asyncio.create_task(consume(consumer)) for consumer in consumers]
+            await finished.wait()
+            for consumer in consumers:
+                await consumer.stop()
+            await asyncio.gather(*tasks)
+
+        seconds = await timed(go)
+        assert done == n, done
         return n / seconds
 
     async def drain_procrastinate(best: bool) -> float:
@@ -146,8 +186,11 @@ async def main(n: int, rounds: int, summary: str | None, shipped_n: int | None =
         return (n if best else shipped_jobs) / seconds
 
     drains = {
-        "agent_app batch 1": lambda: drain_agent_app(1),
-        "agent_app batch 50": lambda: drain_agent_app(50),
+        "agent_app batch 1": lambda: drain_agent_app(1, True),
+        "agent_app batch 50": lambda: drain_agent_app(50, True),
+        "agent_app batch 1, claim then ack": lambda: drain_agent_app(1, False),
+        "agent_app batch 50, claim then ack": lambda: drain_agent_app(50, False),
+        "agent_app Consumer, batch_size 1": drain_consumers,
         "procrastinate as shipped (1 worker x 16)": lambda: drain_procrastinate(False),
         "procrastinate tuned (16 workers x 1)": lambda: drain_procrastinate(True),
     }
@@ -175,6 +218,8 @@ async def main(n: int, rounds: int, summary: str | None, shipped_n: int | None =
     await tuned_pool.close()
     print("EXPLAIN of agent_app's claim:\n" + "\n".join(r[0] for r in plan) + "\n")
     print("procrastinate claims with procrastinate_fetch_job_v2(queues, worker_id): one job")
+    print("agent_app batch 1/50: claim(ack=previous), one statement per batch; 'claim then "
+          "ack': two")  # fmt: skip
     if shipped_jobs != n:
         print(f"(procrastinate as shipped, a reference without a target, drains {shipped_jobs:,} "
               "jobs: it is the slowest by far)")  # fmt: skip
@@ -196,6 +241,10 @@ async def main(n: int, rounds: int, summary: str | None, shipped_n: int | None =
              single >= 2),
             ("drain vs procrastinate tuned, batched (our batch 50)", batched, ">= 10x",
              batched >= 10),
+            ("drain vs procrastinate tuned, claim then ack, batch 1 (reference)",
+             median(results["agent_app batch 1, claim then ack"]) / best, "-", None),
+            ("drain vs procrastinate tuned, Consumer batch_size 1 (reference)",
+             median(results["agent_app Consumer, batch_size 1"]) / best, "-", None),
             ("drain vs procrastinate as shipped, batch 1 (reference)",
              median(results["agent_app batch 1"]) / as_shipped, "-", None),
             ("drain vs procrastinate as shipped, batch 50 (reference)",

@@ -148,7 +148,9 @@ def step(w: World, number: int = 7) -> telemetry.StepIn:
 GOOD: dict[str, Callable[[World], Call]] = {
     "queue.send": lambda w: call(w.root, "k", {"a": [1]}, priority=3, delay=dt.timedelta(0)),
     "queue.send_many": lambda w: call([queue.Outgoing(w.root, "k", {"a": 1}, priority=1)]),
-    "queue.claim": lambda w: call("w2", [w.child], limit=2, lease=dt.timedelta(seconds=30)),
+    "queue.claim": lambda w: call(
+        "w", [w.child], limit=2, lease=dt.timedelta(seconds=30), ack=[w.message]
+    ),
     "queue.ack": lambda w: call(w.message, "w"),
     "queue.extend_lease": lambda w: call(w.message, "w", dt.timedelta(minutes=5)),
     "queue.release": lambda w: call([w.message], "w"),

@@ -142,6 +142,8 @@ def _row_types() -> dict[tuple[str, str], tuple[type, str]]:
         ("memory", "query"): (memory.Memory, ""),
         ("queue", "claim_one"): (queue.Message, ""),
         ("queue", "claim_many"): (queue.Message, ""),
+        ("queue", "ack_claim_one"): (queue.Message, ""),
+        ("queue", "ack_claim_many"): (queue.Message, ""),
         ("queue", "extend"): (queue._Lease, ""),
         ("queue", "fail"): (queue._Retry, ""),
         ("queue", "extend_held"): (queue._MessageId, ""),

@@ -9,6 +9,12 @@
 -- and hash-joins a sequential scan of all of it (20-60 ms per claim once the table has
 -- worked for a while).
 --
+-- A list of ids is matched as "m.id = ANY(ARRAY(SELECT unnest($1)))", not "ANY($1)":
+-- the planner then cannot see the ids, so the generic plan that asyncpg's prepared
+-- statement settles on is kept. With "ANY($1)" a custom plan for the call's ids always
+-- looks cheaper than the generic one (which guesses ten ids), so ack, extend and fail
+-- were planned again at every call (pg_prepared_statements.custom_plans).
+--
 -- {MESSAGES_CHANNEL} is the channel the Consumer LISTENs on (agent_app.constants).
 
 -- name: send
@@ -138,6 +144,100 @@ RETURNING m.id, m.recipient_id, m.sender_id, m.run_id, m.kind, m.payload::text A
           m.priority, m.attempts, m.max_attempts, m.claimed_by, m.lease_expires_at,
           m.created_at, m.last_error;
 
+-- name: ack_claim_one
+-- claim_one after acking the messages $5 (held by worker $3 at attempts $6, by
+-- position) exactly as "ack" does: a worker's "done with these, give me the next" as
+-- one statement, one round trip, one commit. The ack is all or nothing and comes first:
+-- if one of $5 is no longer held, raise_rule('lease_lost') in all_acked (a one-time
+-- filter of "chosen", evaluated before its scan) aborts the statement, so nothing is
+-- acked and nothing claimed. One snapshot for all: the acked rows were claimed, never
+-- among the pending ones chosen, and the acked (unexpired) and requeued (expired)
+-- leases are disjoint. Otherwise the same statement as claim_one (a test compares
+-- them).
+WITH acked AS (
+    UPDATE agent.messages AS m
+       SET status = 'done', finished_at = now(), lease_expires_at = NULL
+     WHERE m.id = ANY(ARRAY(SELECT unnest($5::bigint[])))
+       AND m.lease_expires_at > statement_timestamp() AND m.claimed_by = $3
+       AND m.attempts = ($6::int[])[array_position($5::bigint[], m.id)]
+    RETURNING m.id
+), all_acked AS (
+    SELECT CASE WHEN count(*) = cardinality($5::bigint[]) THEN true
+                ELSE agent.raise_rule('lease_lost', 'a listed message is no longer held') END AS ok
+      FROM acked
+), requeued AS (
+    UPDATE agent.messages
+       SET status = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'pending' END,
+           finished_at = CASE WHEN attempts >= max_attempts THEN now() END,
+           last_error = CASE WHEN attempts >= max_attempts
+                             THEN 'lease expired on the last attempt (held by ' || claimed_by || ')'
+                             ELSE 'lease expired (held by ' || claimed_by || ')' END,
+           lease_expires_at = NULL, claimed_by = NULL, claimed_at = NULL, available_at = now()
+     WHERE id = ANY(ARRAY(SELECT id FROM agent.messages
+                           WHERE status = 'claimed' AND lease_expires_at < statement_timestamp()
+                             AND recipient_id = $1::uuid
+                             FOR UPDATE SKIP LOCKED))
+    RETURNING CASE WHEN status = 'pending'
+                   THEN pg_notify({MESSAGES_CHANNEL}, recipient_id::text) END
+), chosen AS (
+    SELECT id FROM agent.messages
+     WHERE recipient_id = $1::uuid AND status = 'pending' AND available_at <= now()
+       AND (SELECT ok FROM all_acked)
+     ORDER BY priority DESC, id
+     LIMIT $2
+       FOR UPDATE SKIP LOCKED
+)
+UPDATE agent.messages AS m
+   SET status = 'claimed', attempts = m.attempts + 1, claimed_by = $3, claimed_at = now(),
+       lease_expires_at = statement_timestamp() + $4::interval
+ WHERE m.id = ANY(ARRAY(SELECT id FROM chosen))
+RETURNING m.id, m.recipient_id, m.sender_id, m.run_id, m.kind, m.payload::text AS payload,
+          m.priority, m.attempts, m.max_attempts, m.claimed_by, m.lease_expires_at,
+          m.created_at, m.last_error;
+
+-- name: ack_claim_many
+-- ack_claim_one for any of the recipients $1 (an array), as claim_many is claim_one.
+WITH acked AS (
+    UPDATE agent.messages AS m
+       SET status = 'done', finished_at = now(), lease_expires_at = NULL
+     WHERE m.id = ANY(ARRAY(SELECT unnest($5::bigint[])))
+       AND m.lease_expires_at > statement_timestamp() AND m.claimed_by = $3
+       AND m.attempts = ($6::int[])[array_position($5::bigint[], m.id)]
+    RETURNING m.id
+), all_acked AS (
+    SELECT CASE WHEN count(*) = cardinality($5::bigint[]) THEN true
+                ELSE agent.raise_rule('lease_lost', 'a listed message is no longer held') END AS ok
+      FROM acked
+), requeued AS (
+    UPDATE agent.messages
+       SET status = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'pending' END,
+           finished_at = CASE WHEN attempts >= max_attempts THEN now() END,
+           last_error = CASE WHEN attempts >= max_attempts
+                             THEN 'lease expired on the last attempt (held by ' || claimed_by || ')'
+                             ELSE 'lease expired (held by ' || claimed_by || ')' END,
+           lease_expires_at = NULL, claimed_by = NULL, claimed_at = NULL, available_at = now()
+     WHERE id = ANY(ARRAY(SELECT id FROM agent.messages
+                           WHERE status = 'claimed' AND lease_expires_at < statement_timestamp()
+                             AND recipient_id = ANY($1::uuid[])
+                             FOR UPDATE SKIP LOCKED))
+    RETURNING CASE WHEN status = 'pending'
+                   THEN pg_notify({MESSAGES_CHANNEL}, recipient_id::text) END
+), chosen AS (
+    SELECT id FROM agent.messages
+     WHERE recipient_id = ANY($1::uuid[]) AND status = 'pending' AND available_at <= now()
+       AND (SELECT ok FROM all_acked)
+     ORDER BY priority DESC, id
+     LIMIT $2
+       FOR UPDATE SKIP LOCKED
+)
+UPDATE agent.messages AS m
+   SET status = 'claimed', attempts = m.attempts + 1, claimed_by = $3, claimed_at = now(),
+       lease_expires_at = statement_timestamp() + $4::interval
+ WHERE m.id = ANY(ARRAY(SELECT id FROM chosen))
+RETURNING m.id, m.recipient_id, m.sender_id, m.run_id, m.kind, m.payload::text AS payload,
+          m.priority, m.attempts, m.max_attempts, m.claimed_by, m.lease_expires_at,
+          m.created_at, m.last_error;
+
 -- name: any_available
 -- Whether any of the recipients $1 has a message claimable now (claim looks once more
 -- before reporting "nothing").
@@ -162,7 +262,8 @@ SELECT min(available_at) FROM agent.messages
 WITH changed AS (
     UPDATE agent.messages AS m
        SET status = 'done', finished_at = now(), lease_expires_at = NULL
-     WHERE m.id = ANY($1::bigint[]) AND m.lease_expires_at > statement_timestamp()
+     WHERE m.id = ANY(ARRAY(SELECT unnest($1::bigint[])))
+       AND m.lease_expires_at > statement_timestamp()
        AND m.claimed_by = $2
        AND m.attempts = ($3::int[])[array_position($1::bigint[], m.id)]
     RETURNING m.id
@@ -175,7 +276,8 @@ SELECT * FROM changed
 -- Whether every message $1 is done under the claim of worker $2 at attempts $3 (by
 -- position): an ack repeated after an ambiguous error whose first try committed.
 SELECT count(*) = cardinality($1::bigint[]) FROM agent.messages AS m
- WHERE m.id = ANY($1::bigint[]) AND m.status = 'done' AND m.claimed_by = $2
+ WHERE m.id = ANY(ARRAY(SELECT unnest($1::bigint[])))
+   AND m.status = 'done' AND m.claimed_by = $2
    AND m.attempts = ($3::int[])[array_position($1::bigint[], m.id)];
 
 -- name: not_held
@@ -193,7 +295,8 @@ SELECT array_agg(t.id ORDER BY t.id) FROM unnest($1::bigint[], $3::int[]) AS t(i
 WITH changed AS (
     UPDATE agent.messages AS m
        SET lease_expires_at = statement_timestamp() + $4::interval
-     WHERE m.id = ANY($1::bigint[]) AND m.lease_expires_at > statement_timestamp()
+     WHERE m.id = ANY(ARRAY(SELECT unnest($1::bigint[])))
+       AND m.lease_expires_at > statement_timestamp()
        AND m.claimed_by = $2
        AND m.attempts = ($3::int[])[array_position($1::bigint[], m.id)]
     RETURNING m.id, m.lease_expires_at
@@ -209,7 +312,8 @@ WITH changed AS (
     UPDATE agent.messages AS m
        SET status = 'pending', attempts = m.attempts - 1, claimed_by = NULL,
            lease_expires_at = NULL, claimed_at = NULL, available_at = now()
-     WHERE m.id = ANY($1::bigint[]) AND m.lease_expires_at > statement_timestamp()
+     WHERE m.id = ANY(ARRAY(SELECT unnest($1::bigint[])))
+       AND m.lease_expires_at > statement_timestamp()
        AND m.claimed_by = $2
        AND m.attempts = ($3::int[])[array_position($1::bigint[], m.id)]
     RETURNING m.id, pg_notify({MESSAGES_CHANNEL}, m.recipient_id::text)
@@ -232,7 +336,8 @@ WITH changed AS (
                                ELSE m.available_at END,
            finished_at = CASE WHEN $4 AND m.attempts < m.max_attempts THEN NULL ELSE now() END,
            claimed_by = NULL, lease_expires_at = NULL, last_error = $7
-     WHERE m.id = ANY($1::bigint[]) AND m.lease_expires_at > statement_timestamp()
+     WHERE m.id = ANY(ARRAY(SELECT unnest($1::bigint[])))
+       AND m.lease_expires_at > statement_timestamp()
        AND m.claimed_by = $2
        AND m.attempts = ($3::int[])[array_position($1::bigint[], m.id)]
     RETURNING m.id, m.status, m.available_at
@@ -247,7 +352,8 @@ SELECT * FROM changed
 -- refusing) the lost ones. Returns the ids extended.
 UPDATE agent.messages AS m
    SET lease_expires_at = statement_timestamp() + $4::interval
- WHERE m.id = ANY($1::bigint[]) AND m.lease_expires_at > statement_timestamp()
+ WHERE m.id = ANY(ARRAY(SELECT unnest($1::bigint[])))
+   AND m.lease_expires_at > statement_timestamp()
    AND m.claimed_by = $2
    AND m.attempts = ($3::int[])[array_position($1::bigint[], m.id)]
 RETURNING m.id;
@@ -259,7 +365,8 @@ RETURNING m.id;
 UPDATE agent.messages AS m
    SET status = 'pending', attempts = m.attempts - 1, claimed_by = NULL,
        lease_expires_at = NULL, claimed_at = NULL, available_at = now()
- WHERE m.id = ANY($1::bigint[]) AND m.lease_expires_at IS NOT NULL AND m.claimed_by = $2
+ WHERE m.id = ANY(ARRAY(SELECT unnest($1::bigint[])))
+   AND m.lease_expires_at IS NOT NULL AND m.claimed_by = $2
    AND m.attempts = ($3::int[])[array_position($1::bigint[], m.id)]
 RETURNING m.id, pg_notify({MESSAGES_CHANNEL}, m.recipient_id::text);
 
