@@ -674,13 +674,24 @@ async def test_workers_draining_with_claim_ack_take_each_message_once() -> None:
 
 
 async def test_the_lease_checked_statements_keep_their_generic_plan(database_url: str) -> None:
-    # A list of ids written as "ANY($1)" made PostgreSQL plan ack/extend/fail again at
-    # every call (a custom plan for the ids always looked cheaper); the statements hide
-    # the ids from the planner so the prepared statement's generic plan is kept.
+    # A list of ids written as "ANY($1)" (and a claim's "LIMIT $2") made PostgreSQL
+    # plan ack/extend/fail/claim again at every call (a custom plan for the call's
+    # values always looked cheaper); the statements hide those values from the planner
+    # so the prepared statement's generic plan is kept.
     [r] = await new_agents(1)
-    await queue.send_many([queue.Outgoing(r, "k")] * 40)
     c = await asyncpg.connect(database_url)
     try:
+        # With statistics saying a recipient has many messages waiting (one busy agent),
+        # a claim's "LIMIT 1" made the custom plan look much cheaper than the generic one.
+        await c.execute(
+            "INSERT INTO agent.messages (recipient_id, kind) "
+            "SELECT $1, 'k' FROM generate_series(1, 20000)",
+            r,
+        )
+        await c.execute(
+            "ALTER TABLE agent.messages ALTER COLUMN recipient_id SET (n_distinct = 1);"
+            "ANALYZE agent.messages"
+        )
         [m] = await queue.claim("w", [r], conn=c)
         for _ in range(8):
             await queue.extend_lease(m, "w", conn=c)
@@ -696,6 +707,11 @@ async def test_the_lease_checked_statements_keep_their_generic_plan(database_url
             )
         }
     finally:
+        await c.execute("DELETE FROM agent.messages WHERE recipient_id = $1", r)
+        await c.execute(
+            "ALTER TABLE agent.messages ALTER COLUMN recipient_id RESET (n_distinct);"
+            "ANALYZE agent.messages"
+        )
         await c.close()
     for sql in (queue.ACK, queue.EXTEND, queue.FAIL, queue.ACK_CLAIM_ONE, queue.CLAIM_ONE):
         generic, custom = plans[sql]

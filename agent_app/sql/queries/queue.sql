@@ -13,7 +13,14 @@
 -- the planner then cannot see the ids, so the generic plan that asyncpg's prepared
 -- statement settles on is kept. With "ANY($1)" a custom plan for the call's ids always
 -- looks cheaper than the generic one (which guesses ten ids), so ack, extend and fail
--- were planned again at every call (pg_prepared_statements.custom_plans).
+-- were planned again at every call (pg_prepared_statements.custom_plans). Likewise
+-- claim_one's "LIMIT (SELECT $2::int)": once the table has statistics, a custom plan
+-- for "LIMIT 1" always looked cheaper than the generic plan's guess of 10% of the
+-- recipient's rows, so every claim was planned again (0.3-0.6 ms, more than running
+-- it). The generic plan is the same ordered scan of the claim index (checked at
+-- 200,000 pending messages of one recipient). claim_many keeps "LIMIT $2" and its
+-- custom plans: it sorts the recipients' pending rows, and the exact limit is what
+-- keeps that sort a top-N one.
 --
 -- {MESSAGES_CHANNEL} is the channel the Consumer LISTENs on (agent_app.constants).
 
@@ -101,7 +108,7 @@ WITH requeued AS (
     SELECT id FROM agent.messages
      WHERE recipient_id = $1::uuid AND status = 'pending' AND available_at <= now()
      ORDER BY priority DESC, id
-     LIMIT $2
+     LIMIT (SELECT $2::int)
        FOR UPDATE SKIP LOCKED
 )
 UPDATE agent.messages AS m
@@ -184,7 +191,7 @@ WITH acked AS (
      WHERE recipient_id = $1::uuid AND status = 'pending' AND available_at <= now()
        AND (SELECT ok FROM all_acked)
      ORDER BY priority DESC, id
-     LIMIT $2
+     LIMIT (SELECT $2::int)
        FOR UPDATE SKIP LOCKED
 )
 UPDATE agent.messages AS m
