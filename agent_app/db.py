@@ -145,6 +145,45 @@ async def _light_reset(conn: asyncpg.Connection) -> None:
     round trip on every release."""
 
 
+class _Pool(asyncpg.Pool):
+    """asyncpg's pool, giving a connection back without a task when nothing is left to
+    do on it.
+
+    ``asyncpg.Pool.release`` always runs the release in a new task under
+    ``asyncio.shield`` (so a cancelled caller cannot interrupt a ``ROLLBACK`` half-way),
+    which costs two turns of the event loop - two ``epoll`` calls - per statement on the
+    API's pool path. A connection that is open, outside any transaction, not being
+    cancelled, of the pool's current generation and under ``max_queries`` has nothing to
+    roll back (agent_app's reset is a no-op), so nothing in its release waits and it is
+    given back inline, exactly as asyncpg's own code would. Anything else, and any
+    asyncpg whose internals differ, takes ``asyncpg.Pool.release``."""
+
+    async def release(self, connection: Any, *, timeout: float | None = None) -> None:
+        holder = getattr(connection, "_holder", None)
+        con = getattr(connection, "_con", None)
+        try:
+            quick = (
+                holder is not None
+                and con is not None
+                and holder._pool is self
+                and holder._con is con
+                and not con.is_closed()
+                and not con.is_in_transaction()
+                and con._top_xact is None
+                and not con._protocol._is_cancelling()
+                and holder._generation == self._generation
+                and con._protocol.queries_count < holder._max_queries
+            )
+        except AttributeError:
+            quick = False
+        if not quick:
+            await super().release(connection, timeout=timeout)
+            return
+        assert holder is not None and con is not None
+        con._on_release()
+        await holder.release(timeout)
+
+
 async def start_pool(min_size: int = 1, max_size: int = DEFAULT_POOL_MAX) -> asyncpg.Pool:
     """Start agent_app's pool with these sizes (a no-op if it is already running on this
     event loop). Call it at start-up to size the pool; otherwise :func:`pool` starts
@@ -158,8 +197,16 @@ async def start_pool(min_size: int = 1, max_size: int = DEFAULT_POOL_MAX) -> asy
     async with _pool_lock:
         if _pool is None or _pool._closed:
             try:
-                _pool = await asyncpg.create_pool(
-                    **connect_kwargs(), min_size=min_size, max_size=max_size, reset=_light_reset
+                _pool = await _Pool(
+                    **connect_kwargs(),
+                    min_size=min_size,
+                    max_size=max_size,
+                    max_queries=50000,
+                    max_inactive_connection_lifetime=300.0,
+                    reset=_light_reset,
+                    loop=None,
+                    connection_class=asyncpg.Connection,
+                    record_class=asyncpg.Record,
                 )
             except _FAULTS as e:
                 _reraise(_typed(e, None), e)
@@ -198,12 +245,23 @@ _CONNECTION_ERRORS = (
 )
 
 #: What :func:`connection` turns into typed errors on the way out.
-_FAULTS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+_FAULTS = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,  # a connection whose server end died while it was idle
+    OSError,
+    TimeoutError,
+)
 
 
 def is_connection_error(error: BaseException, conn: asyncpg.Connection | None = None) -> bool:
     """True when ``error`` means the server or the connection is gone, not a refusal."""
     if isinstance(error, _CONNECTION_ERRORS):
+        return True
+    if isinstance(error, asyncpg.InternalClientError):
+        # "cannot switch to state ...; another operation is in progress": the server
+        # ended the session (a restart, pg_terminate_backend) while the connection sat
+        # idle, and its protocol is out of step - it cannot be used again.
         return True
     if isinstance(error, asyncpg.ObjectNotInPrerequisiteStateError) and (
         "not currently accepting connections" in str(error)
@@ -365,7 +423,10 @@ async def connection(
     try:
         yield acquired
     except _FAULTS as e:
-        _reraise(_typed(e, acquired), e)
+        typed = _typed(e, acquired)
+        if isinstance(typed, DatabaseUnavailable):
+            acquired.terminate()  # never handed out again: the pool opens a new one
+        _reraise(typed, e)
     finally:
         await _quiet(p.release(acquired))
 
