@@ -195,7 +195,7 @@ async def main(rounds: int, quick: bool, summary: str | None) -> None:
         for workers, batch in configs:
             mode = "single" if batch == 1 else "batch"
             for impl in ["api", "api+conn", "raw", "raw+cols"][:: 1 if rnd % 2 == 0 else -1]:
-                n = (480 if quick else 1600) if batch == 1 else (6400 if quick else 32000)
+                n = 1600 if batch == 1 else (6400 if quick else 32000)
                 sent, drained = await run_once(impl, workers, batch, n)
                 results.setdefault((impl, workers, mode, "send"), []).append(sent)
                 results.setdefault((impl, workers, mode, "claim+ack"), []).append(drained)
