@@ -377,7 +377,10 @@ async def ingest(
     COPY. Validated first, exactly as :func:`record_step` and :func:`record_tool_result`
     validate; one bad row stores nothing and raises naming the row (when a batch breaks
     several rules, the first one found is named). Inside a caller's transaction it runs
-    in a savepoint: a refusal leaves that transaction usable."""
+    in a savepoint: a refusal leaves that transaction usable. Repeating a batch that was
+    stored (a retry after an ambiguous error) is refused whole - its steps by
+    ``agent_steps_invocation_step_key``, its results by ``tool_result_once`` - so nothing
+    is stored twice."""
     # Every field was checked by @validated (enums are members by now). What is left:
     # tool call ids, within a step and across the batch, and outputs without a type.
     now = dt.datetime.now(dt.UTC)

@@ -181,6 +181,35 @@ async def test_a_bulk_batch_with_one_bad_row_names_it_and_stores_nothing(
     assert await counts() == before
 
 
+async def test_repeating_a_stored_bulk_batch_stores_nothing_twice() -> None:
+    """A retry after an ambiguous error (the first attempt did commit) is refused whole."""
+    _, inv = await invocation()
+    steps = [
+        StepIn(inv, n, "tool-calls", tool_calls=[ToolCallIn(f"c{n}", "ls")]) for n in range(30)
+    ]
+    results = [ToolResultIn(inv, f"c{n}", "text", f"out {n}") for n in range(0, 30, 2)]
+    later = [ToolResultIn(inv, f"c{n}", "json", {"n": n}) for n in range(1, 30, 2)]
+    assert await telemetry.ingest(steps, results) == telemetry.Ingested(30, 30, 15)
+    assert (await telemetry.ingest([], later)).tool_results == 15
+    stored = await counts()
+    with pytest.raises(RuleViolation) as again:
+        await telemetry.ingest(steps, results)
+    assert again.value.rule == "agent_steps_invocation_step_key"
+    with pytest.raises(RuleViolation) as results_again:
+        await telemetry.ingest([], later)
+    assert results_again.value.rule == "tool_result_once"
+    assert await counts() == stored
+    async with db.connection() as c:
+        outputs = await c.fetch(
+            "SELECT tool_call_id, output_type, output FROM agent.tool_calls"
+            " WHERE invocation_id = $1",
+            inv,
+        )
+    assert {r["tool_call_id"]: (r["output_type"], db.loads(r["output"])) for r in outputs} == {
+        f"c{n}": ("text", f"out {n}") if n % 2 == 0 else ("json", {"n": n}) for n in range(30)
+    }
+
+
 async def test_bulk_and_single_row_store_the_same_values() -> None:
     """Enum values given as members or as their strings, JSON, unreported counts: a
     step stored by ingest reads back exactly as the same step stored by record_step."""
