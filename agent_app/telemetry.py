@@ -184,46 +184,17 @@ def _enum(value: Any, column: _EnumColumn, where: str) -> str:
         ) from None
 
 
-#: The step's usage columns, in the order _check_step reads them.
-_USAGE = tuple(
-    column._meta.db_column_name
-    for column in (
-        AgentStep.input_tokens,
-        AgentStep.output_tokens,
-        AgentStep.cached_input_tokens,
-        AgentStep.reasoning_tokens,
-        AgentStep.cost_usd,
-    )
-)
-
-
-def _check_step(step: StepIn, where: str = "") -> None:
-    _enum(step.finish_reason, _STEP_FINISH_REASON, where)
-    if step.step_number < 0:
-        raise _bad("step_number_min", where, f"step_number {step.step_number} < 0")
-    usage = (
-        step.input_tokens,
-        step.output_tokens,
-        step.cached_input_tokens,
-        step.reasoning_tokens,
-        step.cost_usd,
-    )
-    for name, value in zip(_USAGE, usage, strict=True):
-        if value is not None and value < 0:
-            raise _bad("usage_non_negative", where, f"{name} {value} < 0")
+def _check_calls(step: StepIn, where: str = "") -> None:
+    """What ``@validated`` cannot see in a step (it has already checked every field:
+    enums converted to members, step number and usage in range): one call per
+    ``tool_call_id``, and no output without an output type."""
     seen: set[str] = set()
     for call in step.tool_calls:
         if call.tool_call_id in seen:
             raise _bad(_ONE_CALL_PER_ID, where, f"tool_call_id {call.tool_call_id!r} twice")
         seen.add(call.tool_call_id)
-        if call.output_type is not None:
-            _enum(call.output_type, _CALL_OUTPUT_TYPE, where)
-        elif call.output is not None:
+        if call.output_type is None and call.output is not None:
             raise _bad("output_has_type", where, f"tool call {call.tool_call_id!r} has no type")
-
-
-def _check_result(result: ToolResultIn, where: str = "") -> None:
-    _enum(result.output_type, _CALL_OUTPUT_TYPE, where)
 
 
 #: The unique key on a tool call's (invocation_id, tool_call_id).
@@ -308,15 +279,17 @@ def _json(value: Any) -> str | None:
 @validated
 async def record_step(step: StepIn, *, conn: asyncpg.Connection | None = None) -> uuid.UUID:
     """Store one step with its tool calls (one statement, all or none); returns its id."""
-    _check_step(step)
+    _check_calls(step)
     step_id = uuid.uuid4()
     calls = step.tool_calls
+    dumps = db.dumps
+    # (@validated made the enums members: StrEnum members are their values, as text.)
     await db.execute(
         RECORD_STEP,
         step_id,
         step.invocation_id,
         step.step_number,
-        FinishReason(step.finish_reason).value,
+        step.finish_reason,
         step.raw_finish_reason,
         step.text,
         step.reasoning,
@@ -330,9 +303,9 @@ async def record_step(step: StepIn, *, conn: asyncpg.Connection | None = None) -
         step.finished_at,
         [t.tool_call_id for t in calls],
         [t.tool_name for t in calls],
-        [db.dumps({} if t.input is None else t.input) for t in calls],
+        [dumps({} if t.input is None else t.input) for t in calls],
         [t.provider_executed for t in calls],
-        [None if t.output_type is None else ToolOutputType(t.output_type).value for t in calls],
+        [t.output_type for t in calls],
         [_json(t.output) for t in calls],
         conn=conn,
     )
@@ -345,10 +318,9 @@ async def record_tool_result(
 ) -> uuid.UUID:
     """Attach a result to its call. Refused if the call does not exist
     (``tool_call_missing``) or already has a result (``tool_result_once``)."""
-    _check_result(result)
     row = await db.fetchrow(
         _SET_RESULT.sql,
-        ToolOutputType(result.output_type).value,
+        result.output_type,
         _json(result.output),
         result.invocation_id,
         result.tool_call_id,
@@ -403,119 +375,150 @@ async def ingest(
 ) -> Ingested:
     """Store many steps (with their tool calls) and tool results in one transaction, with
     COPY. Validated first, exactly as :func:`record_step` and :func:`record_tool_result`
-    validate; one bad row stores nothing and raises naming the row."""
-    for i, step in enumerate(steps):
-        _check_step(step, f"row {i} (step): ")
-    for i, result in enumerate(results):
-        _check_result(result, f"row {i} (tool result): ")
+    validate; one bad row stores nothing and raises naming the row (when a batch breaks
+    several rules, the first one found is named). Inside a caller's transaction it runs
+    in a savepoint: a refusal leaves that transaction usable. Repeating a batch that was
+    stored (a retry after an ambiguous error) is refused whole - its steps by
+    ``agent_steps_invocation_step_key``, its results by ``tool_result_once`` - so nothing
+    is stored twice."""
+    # Every field was checked by @validated (enums are members by now). What is left:
+    # tool call ids, within a step and across the batch, and outputs without a type.
     now = dt.datetime.now(dt.UTC)
+    dumps, new_id = db.dumps, uuid.uuid4
     step_records: list[tuple[Any, ...]] = []
     call_records: list[tuple[Any, ...]] = []
     batch_calls: dict[tuple[uuid.UUID, str], int] = {}
     answered: set[tuple[uuid.UUID, str]] = set()
     for i, s in enumerate(steps):
-        step_id = uuid.uuid4()
+        step_id = new_id()
+        invocation = s.invocation_id
+        meta = s.response_metadata
         step_records.append((
-            step_id, s.invocation_id, s.step_number, FinishReason(s.finish_reason).value,
-            s.raw_finish_reason, s.text, s.reasoning, s.input_tokens, s.output_tokens,
-            s.cached_input_tokens, s.reasoning_tokens, s.cost_usd, _json(s.response_metadata),
+            step_id, invocation, s.step_number, s.finish_reason, s.raw_finish_reason, s.text,
+            s.reasoning, s.input_tokens, s.output_tokens, s.cached_input_tokens,
+            s.reasoning_tokens, s.cost_usd, None if meta is None else dumps(meta),
             s.started_at or now, s.finished_at,
         ))  # fmt: skip
         for t in s.tool_calls:
-            key = (s.invocation_id, t.tool_call_id)
+            key = (invocation, t.tool_call_id)
             if key in batch_calls:
+                first = batch_calls[key]
+                again = "twice" if first == i else f"also in row {first}"
                 raise _bad(
                     _ONE_CALL_PER_ID,
                     f"row {i} (step): ",
-                    f"tool_call_id {t.tool_call_id!r} also in row {batch_calls[key]}",
+                    f"tool_call_id {t.tool_call_id!r} {again}",
                 )
             batch_calls[key] = i
-            otype = None if t.output_type is None else ToolOutputType(t.output_type).value
+            otype, output = t.output_type, t.output
             if otype is not None:
                 answered.add(key)
-            call_records.append((
-                uuid.uuid4(), step_id, s.invocation_id, t.tool_call_id, t.tool_name,
-                db.dumps({} if t.input is None else t.input), t.provider_executed, otype,
-                _json(t.output), now, None if otype is None else now,
-            ))  # fmt: skip
-
-    async with db.transaction(conn) as c:
-        invocations = {s.invocation_id for s in steps} | {r.invocation_id for r in results}
-        known = {r[0] for r in await c.fetch(KNOWN_INVOCATIONS, list(invocations))}
-        for i, s in enumerate(steps):
-            if s.invocation_id not in known:
+            elif output is not None:
                 raise _bad(
-                    _STEP_INVOCATION_FKEY,
+                    "output_has_type",
                     f"row {i} (step): ",
-                    f"invocation {s.invocation_id} does not exist",
+                    f"tool call {t.tool_call_id!r} has no type",
                 )
-        seen_results: set[tuple[uuid.UUID, str]] = set()
-        for i, r in enumerate(results):
-            key = (r.invocation_id, r.tool_call_id)
-            if key in answered or key in seen_results:
-                raise _bad(
-                    "tool_result_once",
-                    f"row {i} (tool result): ",
-                    f"tool call {r.tool_call_id!r} already has a result in this batch",
-                )
-            seen_results.add(key)
-        # Results must match a call in this batch or one already stored without a result.
-        outside = [
-            (i, r)
-            for i, r in enumerate(results)
-            if (r.invocation_id, r.tool_call_id) not in batch_calls
-        ]
-        if outside:
-            stored = {
-                (r[0], r[1]): r[2]
-                for r in await c.fetch(
-                    STORED_CALLS,
-                    [r.invocation_id for _, r in outside],
-                    [r.tool_call_id for _, r in outside],
-                )
-            }
-            for i, r in outside:
-                key = (r.invocation_id, r.tool_call_id)
-                if key not in stored:
-                    raise _bad(
-                        "tool_call_missing",
-                        f"row {i} (tool result): ",
-                        f"invocation {r.invocation_id} has no tool call {r.tool_call_id!r}",
+            call_records.append((
+                new_id(), step_id, invocation, t.tool_call_id, t.tool_name,
+                dumps({} if t.input is None else t.input), t.provider_executed, otype,
+                None if output is None else dumps(output), now, None if otype is None else now,
+            ))  # fmt: skip
+    seen_results: set[tuple[uuid.UUID, str]] = set()
+    for i, r in enumerate(results):
+        key = (r.invocation_id, r.tool_call_id)
+        if key in answered or key in seen_results:
+            raise _bad(
+                "tool_result_once",
+                f"row {i} (tool result): ",
+                f"tool call {r.tool_call_id!r} already has a result in this batch",
+            )
+        seen_results.add(key)
+    # Results must match a call in this batch or one already stored without a result.
+    outside = [
+        (i, r)
+        for i, r in enumerate(results)
+        if (r.invocation_id, r.tool_call_id) not in batch_calls
+    ]
+    result_args = (
+        [r.invocation_id for r in results],
+        [r.tool_call_id for r in results],
+        [r.output_type for r in results],
+        [_json(r.output) for r in results],
+    )
+
+    async with db.connection(conn) as c:
+        try:
+            async with c.transaction():
+                if outside:
+                    await _check_outside(c, outside)
+                if step_records:
+                    await c.copy_records_to_table(
+                        AgentStep._meta.tablename,
+                        schema_name=AgentStep._meta.schema,
+                        columns=STEP_COLUMNS,
+                        records=step_records,
                     )
-                if stored[key] is not None:
-                    raise _bad(
-                        "tool_result_once",
-                        f"row {i} (tool result): ",
-                        f"tool call {r.tool_call_id!r} already has a result",
+                if call_records:
+                    await c.copy_records_to_table(
+                        ToolCall._meta.tablename,
+                        schema_name=ToolCall._meta.schema,
+                        columns=TOOL_CALL_COLUMNS,
+                        records=call_records,
                     )
-        if step_records:
-            await c.copy_records_to_table(
-                AgentStep._meta.tablename,
-                schema_name=AgentStep._meta.schema,
-                columns=STEP_COLUMNS,
-                records=step_records,
-            )
-        if call_records:
-            await c.copy_records_to_table(
-                ToolCall._meta.tablename,
-                schema_name=ToolCall._meta.schema,
-                columns=TOOL_CALL_COLUMNS,
-                records=call_records,
-            )
-        applied = 0
-        if results:
-            rows = await c.fetch(
-                APPLY_RESULTS,
-                [r.invocation_id for r in results],
-                [r.tool_call_id for r in results],
-                [ToolOutputType(r.output_type).value for r in results],
-                [_json(r.output) for r in results],
-            )
-            applied = len(rows)
-            if applied != len(results):
-                raise _bad(
-                    "tool_result_once",
-                    "",
-                    f"{len(results) - applied} result(s) matched no open call",
-                )
+                applied = 0
+                if results:
+                    applied = len(await c.fetch(APPLY_RESULTS, *result_args))
+                    if applied != len(results):
+                        raise _bad(
+                            "tool_result_once",
+                            "",
+                            f"{len(results) - applied} result(s) matched no open call",
+                        )
+        except asyncpg.ForeignKeyViolationError as e:
+            # The database refused an unknown invocation (no query up front for it): name
+            # the first step that has one. Its transaction (or savepoint) is rolled back,
+            # so the connection can ask.
+            if e.constraint_name == _STEP_INVOCATION_FKEY:
+                await _name_unknown_invocation(c, steps)
+            raise
     return Ingested(len(step_records), len(call_records), applied)
+
+
+async def _check_outside(c: asyncpg.Connection, outside: list[tuple[int, ToolResultIn]]) -> None:
+    """Results for calls outside the batch must match a stored call without a result."""
+    stored = {
+        (r[0], r[1]): r[2]
+        for r in await c.fetch(
+            STORED_CALLS,
+            [r.invocation_id for _, r in outside],
+            [r.tool_call_id for _, r in outside],
+        )
+    }
+    for i, r in outside:
+        key = (r.invocation_id, r.tool_call_id)
+        if key not in stored:
+            raise _bad(
+                "tool_call_missing",
+                f"row {i} (tool result): ",
+                f"invocation {r.invocation_id} has no tool call {r.tool_call_id!r}",
+            )
+        if stored[key] is not None:
+            raise _bad(
+                "tool_result_once",
+                f"row {i} (tool result): ",
+                f"tool call {r.tool_call_id!r} already has a result",
+            )
+
+
+async def _name_unknown_invocation(c: asyncpg.Connection, steps: Sequence[StepIn]) -> None:
+    """Raise the refusal of the first step whose invocation does not exist (none found:
+    it appeared since; the caller re-raises the database's refusal)."""
+    known = {r[0] for r in await c.fetch(KNOWN_INVOCATIONS, list({s.invocation_id for s in steps}))}
+    for i, s in enumerate(steps):
+        if s.invocation_id not in known:
+            raise _bad(
+                _STEP_INVOCATION_FKEY,
+                f"row {i} (step): ",
+                f"invocation {s.invocation_id} does not exist",
+            )

@@ -324,6 +324,13 @@ def _amount_of(name: str) -> Check:
                 e.args = (str(e.args[0]).replace("amount_range", range_rule, 1),)
             raise
 
+    # A Decimal the check returns as given (ints and strs are converted: not fast).
+    _fast(
+        check,
+        "type(x) is Decimal and x.is_finite() and 0 <= x < max_amount"
+        " and x.as_tuple().exponent >= min_exponent",
+        Decimal=Decimal, max_amount=MAX_AMOUNT, min_exponent=-AMOUNT_PLACES,
+    )  # fmt: skip
     return check
 
 
@@ -412,10 +419,13 @@ _fast(
 
 def _enum(cls: type[enum.Enum], name: str) -> Check:
     allowed = ", ".join(str(m.value) for m in cls)
+    by_value: dict[Any, enum.Enum] = {m.value: m for m in cls}
 
     def check(value: Any, where: str) -> enum.Enum:
         if isinstance(value, cls):
             return value
+        if type(value) is str and value in by_value:  # (cls(value) costs ~10x more)
+            return by_value[value]
         try:
             return cls(value)
         except (ValueError, TypeError):
@@ -429,7 +439,9 @@ def _enum(cls: type[enum.Enum], name: str) -> Check:
 
 def _sequence(item: Check, rule: Rule) -> Check:
     def check(value: Any, where: str) -> list[Any]:
-        if isinstance(value, str | bytes | bytearray | memoryview | Mapping) or not isinstance(
+        if type(value) is list or type(value) is tuple:
+            values = value
+        elif isinstance(value, str | bytes | bytearray | memoryview | Mapping) or not isinstance(
             value, Iterable
         ):
             raise invalid(
@@ -438,7 +450,8 @@ def _sequence(item: Check, rule: Rule) -> Check:
                 "must be a list or other iterable of items (not a str or mapping)",
                 value,
             )
-        values = value if isinstance(value, list | tuple) else list(value)
+        else:
+            values = value if isinstance(value, list | tuple) else list(value)
         try:
             # Paths are built only for an error: the items are checked again with them.
             items = [item(v, where) for v in values]
@@ -472,6 +485,46 @@ def _json(value: Any, where: str) -> Any:
     budget = [MAX_JSON_CHARS]
     _json_walk(value, where, 0, budget)
     return value
+
+
+def _json_ok(value: Any, depth: int = 0, budget: int = MAX_JSON_CHARS) -> int:
+    """The fast form of :func:`_json`: the characters of budget left after ``value``, or
+    -1 when it may break a rule (then :func:`_json` runs, which names the problem). It
+    accepts a subset of what :func:`_json` accepts: exact types only, ASCII strings
+    only, and no floats in exponent notation; no paths are built."""
+    if depth > MAX_JSON_DEPTH:
+        return -1
+    t = type(value)
+    if t is str:
+        if "\x00" in value or not value.isascii():
+            return -1
+        return budget - len(value)  # (negative: over budget)
+    if t is dict:
+        for k, v in value.items():
+            if type(k) is not str or "\x00" in k or not k.isascii() or depth >= MAX_JSON_DEPTH:
+                return -1
+            budget -= len(k)
+            if type(v) is str and "\x00" not in v and v.isascii():
+                budget -= len(v)
+            elif v is not None and type(v) is not int and type(v) is not bool:
+                budget = _json_ok(v, depth + 1, budget)
+            if budget < 0:
+                return -1
+        return budget
+    if t is list:
+        for v in value:
+            budget = _json_ok(v, depth + 1, budget)
+            if budget < 0:
+                return -1
+        return budget
+    if value is None or t is int or t is bool:
+        return budget
+    if t is float and math.isfinite(value) and "e" not in repr(value):
+        return budget
+    return -1
+
+
+_fast(_json, "x is None or json_ok(x) >= 0", json_ok=_json_ok)
 
 
 def _json_walk(value: Any, where: str, depth: int, budget: list[int]) -> None:
@@ -541,26 +594,67 @@ def _instance(cls: type) -> Check:
 
 @functools.cache
 def _dataclass(cls: type) -> Check:
+    """One generated function checking every field of ``cls`` in field order: a field
+    whose check has a fast form is tested inline and checked (with its path, which may
+    convert or raise) only when that test fails; the others are checked. A value with
+    a converted field comes back as a copy with the converted values."""
     hints = typing.get_type_hints(cls)
     fields = [(f.name, _checker(hints[f.name], f.name)) for f in dataclasses.fields(cls)]
-    # One compiled test of the fields whose check has a fast form (a valid value that
-    # needs no conversion passes it); the other fields are checked one by one.
-    quick = [(n, _FAST[c]) for n, c in fields if c in _FAST]
-    rest = [(n, c) for n, c in fields if c not in _FAST]
-    fast = _compile_fast(quick, "v.{}")
-
-    def check(value: Any, where: str) -> Any:
-        if not isinstance(value, cls):
-            raise invalid("argument_type", where, f"must be a {cls.__name__}", value)
-        changes = {}
-        for name, field_check in rest if fast(value) else fields:
-            old = getattr(value, name)
-            new = field_check(old, f"{where}.{name}")
-            if new is not old:
-                changes[name] = new
-        return dataclasses.replace(value, **changes) if changes else value  # type: ignore[type-var]
-
+    namespace: dict[str, Any] = {
+        "cls": cls,
+        "invalid": invalid,
+        "problem": f"must be a {cls.__name__}",
+        "rebuild": _rebuilder(cls),
+    }
+    lines = [
+        "def check(value, where):",
+        "    if type(value) is not cls and not isinstance(value, cls):",
+        "        raise invalid('argument_type', where, problem, value)",
+        "    changes = None",
+    ]
+    for i, (name, field_check) in enumerate(fields):
+        namespace[f"check_{i}"] = field_check
+        run = [
+            f"y = check_{i}(x, where + {'.' + name!r})",
+            "if y is not x:",
+            "    if changes is None:",
+            "        changes = {}",
+            f"    changes[{name!r}] = y",
+        ]
+        lines.append(f"    x = value.{name}")
+        if field_check in _FAST:
+            expr, names = _FAST[field_check]
+            for key, val in names.items():
+                namespace[f"{key}_{i}"] = val
+                expr = re.sub(rf"\b{key}\b", f"{key}_{i}", expr)
+            lines.append(f"    if not ({expr}):")
+            lines += [f"        {line}" for line in run]
+        else:
+            lines += [f"    {line}" for line in run]
+    lines.append("    return value if changes is None else rebuild(value, changes)")
+    exec("\n".join(lines), namespace)
+    check: Check = namespace["check"]
     return check
+
+
+def _rebuilder(cls: type) -> Callable[[Any, dict[str, Any]], Any]:
+    """How a checked dataclass value gets its converted fields: a copy of its
+    ``__dict__`` with them (the fields are all there is to it: every field is an
+    ``__init__`` parameter, no ``__post_init__``, no slots), else ``dataclasses.replace``."""
+    simple = (
+        not hasattr(cls, "__post_init__")
+        and not hasattr(cls, "__slots__")
+        and all(f.init for f in dataclasses.fields(cls))
+    )
+
+    def rebuild(value: Any, changes: dict[str, Any]) -> Any:
+        if simple and type(value) is cls:
+            new = object.__new__(cls)
+            new.__dict__.update(value.__dict__, **changes)
+            return new
+        return dataclasses.replace(value, **changes)
+
+    return rebuild
 
 
 def _optional(inner: Check) -> Check:

@@ -1,10 +1,16 @@
 """Telemetry ingestion: steps + tool calls per second through the API (one step at a time,
 and bulk with COPY) against bare ``copy_records_to_table`` of the same rows, in one run.
 
-Baseline: the same rows (a step and its two tool calls), built in Python and written with
-asyncpg's ``copy_records_to_table`` on one held connection, 1,000 steps per transaction,
-exactly as ``telemetry.ingest`` batches them; the API bulk path adds its validation,
-usage roll-up and result matching. Rounds interleaved, medians of ``--rounds``.
+Baseline: the same rows (a step and its two tool calls), built in Python from the same
+``StepIn`` objects (building those is timed on both sides) and written with asyncpg's
+``copy_records_to_table`` into the same tables (same indexes, foreign keys and CHECKs:
+the database's work is identical), 1,000 steps per transaction, exactly as
+``telemetry.ingest`` is called here. What the API adds, and the baseline lacks: every
+field validated by ``@validated`` (enum values converted, JSON checked to round-trip,
+ranges), the batch's own rules (one call per tool call id, no output without a type),
+its row building from the validated steps, a pool connection acquired per call (the
+baseline holds one across its transactions: the API cannot across calls), and the
+error path that names a bad row. Rounds interleaved, medians of ``--rounds``.
 Target (issue 13): bulk ingestion >= 0.9x bare COPY.
 
     python -m benchmarks.ingestion [--quick] [--steps 20000] [--rounds 3]

@@ -406,6 +406,33 @@ CASES: dict[str, Case] = {
                     [], [telemetry.ToolResultIn(x.invocation, "c1", ToolOutputType.text)], **kw
                 ),
             ),
+            # Refused by the foreign key during the COPY, then named by its row.
+            refuse(
+                AgentAppError,
+                "agent_steps_invocation_id_fkey",
+                lambda x, kw: telemetry.ingest(
+                    [
+                        telemetry.StepIn(x.invocation, 2, FinishReason.stop),
+                        telemetry.StepIn(nowhere(), 0, FinishReason.stop),
+                    ],
+                    **kw,
+                ),
+            ),
+            refuse(
+                AgentAppError,
+                "tool_calls_invocation_call_key",
+                lambda x, kw: telemetry.ingest(
+                    [
+                        telemetry.StepIn(
+                            x.invocation,
+                            2,
+                            FinishReason.stop,
+                            tool_calls=[telemetry.ToolCallIn("c1", "ls")],
+                        )
+                    ],
+                    **kw,
+                ),
+            ),
         ),
     ),
     "checkpoints.save": Case(

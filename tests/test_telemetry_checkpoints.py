@@ -6,11 +6,19 @@ import asyncio
 import datetime as dt
 import uuid
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
 from agent_app import checkpoints, cta, db, memory, runs, telemetry
-from agent_app.enums import AgentType, CtaKind, FeaturePhase, MemoryKind
+from agent_app.enums import (
+    AgentType,
+    CtaKind,
+    FeaturePhase,
+    FinishReason,
+    MemoryKind,
+    ToolOutputType,
+)
 from agent_app.errors import AgentAppError, RuleViolation
 from agent_app.telemetry import StepIn, ToolCallIn, ToolResultIn
 from tests.rules import snapshot
@@ -134,6 +142,120 @@ async def test_a_bulk_batch_with_an_orphan_tool_result_stores_nothing() -> None:
         await telemetry.ingest(steps, bad_type)
     assert err2.value.rule == "output_type_enum" and "row 0 (tool result)" in str(err2.value)
     assert await counts() == before
+
+
+@pytest.mark.parametrize(
+    ("bad", "rule", "says"),
+    [
+        (StepIn(uuid.uuid4(), 57, "stop"), "agent_steps_invocation_id_fkey", "does not exist"),
+        ("same id twice", "tool_calls_invocation_call_key", "'dup' twice"),
+        ("id of row 3", "tool_calls_invocation_call_key", "'c3' also in row 3"),
+        ("output, no type", "output_has_type", "'x' has no type"),
+    ],
+)
+async def test_a_bulk_batch_with_one_bad_row_names_it_and_stores_nothing(
+    bad: StepIn | str, rule: str, says: str
+) -> None:
+    """The rules @validated cannot see (tool call ids in the batch, outputs without a
+    type) and the one only the database knows (the invocation exists) name row 57."""
+    _, inv = await invocation()
+    steps = [StepIn(inv, n, "stop", tool_calls=[ToolCallIn(f"c{n}", "ls")]) for n in range(200)]
+    steps[57] = {
+        "same id twice": StepIn(inv, 57, "stop", tool_calls=[ToolCallIn("dup", "a"),
+                                                             ToolCallIn("dup", "b")]),
+        "id of row 3": StepIn(inv, 57, "stop", tool_calls=[ToolCallIn("c3", "ls")]),
+        "output, no type": StepIn(inv, 57, "stop", tool_calls=[ToolCallIn("x", "ls", output=1)]),
+    }.get(bad, bad)  # type: ignore[call-overload]  # fmt: skip
+    before = await counts()
+    with pytest.raises(RuleViolation) as err:
+        await telemetry.ingest(steps, [ToolResultIn(inv, "c1", "text", "ok")])
+    assert err.value.rule == rule
+    assert "row 57 (step)" in str(err.value) and says in str(err.value), str(err.value)
+    assert await counts() == before
+    # Inside a caller's transaction too, which stays usable.
+    async with db.connection() as c, c.transaction():
+        with pytest.raises(RuleViolation) as inside:
+            await telemetry.ingest(steps, conn=c)
+        assert inside.value.rule == rule and "row 57 (step)" in str(inside.value)
+        assert await c.fetchval("SELECT count(*) FROM agent.agent_steps") == before["agent_steps"]
+    assert await counts() == before
+
+
+async def test_repeating_a_stored_bulk_batch_stores_nothing_twice() -> None:
+    """A retry after an ambiguous error (the first attempt did commit) is refused whole."""
+    _, inv = await invocation()
+    steps = [
+        StepIn(inv, n, "tool-calls", tool_calls=[ToolCallIn(f"c{n}", "ls")]) for n in range(30)
+    ]
+    results = [ToolResultIn(inv, f"c{n}", "text", f"out {n}") for n in range(0, 30, 2)]
+    later = [ToolResultIn(inv, f"c{n}", "json", {"n": n}) for n in range(1, 30, 2)]
+    assert await telemetry.ingest(steps, results) == telemetry.Ingested(30, 30, 15)
+    assert (await telemetry.ingest([], later)).tool_results == 15
+    stored = await counts()
+    with pytest.raises(RuleViolation) as again:
+        await telemetry.ingest(steps, results)
+    assert again.value.rule == "agent_steps_invocation_step_key"
+    with pytest.raises(RuleViolation) as results_again:
+        await telemetry.ingest([], later)
+    assert results_again.value.rule == "tool_result_once"
+    assert await counts() == stored
+    async with db.connection() as c:
+        outputs = await c.fetch(
+            "SELECT tool_call_id, output_type, output FROM agent.tool_calls"
+            " WHERE invocation_id = $1",
+            inv,
+        )
+    assert {r["tool_call_id"]: (r["output_type"], db.loads(r["output"])) for r in outputs} == {
+        f"c{n}": ("text", f"out {n}") if n % 2 == 0 else ("json", {"n": n}) for n in range(30)
+    }
+
+
+async def test_bulk_and_single_row_store_the_same_values() -> None:
+    """Enum values given as members or as their strings, JSON, unreported counts: a
+    step stored by ingest reads back exactly as the same step stored by record_step."""
+    _, one = await invocation()
+    _, bulk = await invocation()
+    started = dt.datetime(2030, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+
+    def the_step(inv: uuid.UUID, n: int) -> StepIn:
+        return StepIn(
+            inv, n, "tool-calls" if n else FinishReason.length, raw_finish_reason="tool_use",
+            text="t", reasoning="r", input_tokens=10, output_tokens=None,
+            cached_input_tokens=0, reasoning_tokens=None, cost_usd=Decimal("0.25"),
+            response_metadata={"id": "resp", "n": [1, 2.5, None]}, started_at=started,
+            tool_calls=[ToolCallIn(f"a{n}", "bash", {"cmd": "ls"}),
+                        ToolCallIn(f"b{n}", "read", None, True, "json", {"ok": True}),
+                        ToolCallIn(f"c{n}", "web", ["q"], output_type=ToolOutputType.text)],
+        )  # fmt: skip
+
+    for n in range(2):
+        await telemetry.record_step(the_step(one, n))
+    assert await telemetry.ingest([the_step(bulk, n) for n in range(2)]) == telemetry.Ingested(
+        2, 6, 0
+    )
+
+    async def stored(inv: uuid.UUID) -> list[list[Any]]:
+        async with db.connection() as c:
+            steps = await c.fetch(
+                "SELECT step_number, finish_reason, raw_finish_reason, text, reasoning,"
+                " input_tokens, output_tokens, cached_input_tokens, reasoning_tokens, cost_usd,"
+                " response_metadata, started_at, finished_at FROM agent.agent_steps"
+                " WHERE invocation_id = $1 ORDER BY step_number",
+                inv,
+            )
+            calls = await c.fetch(
+                "SELECT s.step_number, t.tool_call_id, t.tool_name, t.input, t.output_type,"
+                " t.output, t.provider_executed, t.finished_at IS NOT NULL"
+                " FROM agent.tool_calls t JOIN agent.agent_steps s ON s.id = t.step_id"
+                " WHERE t.invocation_id = $1 ORDER BY t.tool_call_id",
+                inv,
+            )
+        return [list(r) for r in [*steps, *calls]]
+
+    assert await stored(bulk) == await stored(one)
+    rows = await stored(bulk)
+    assert rows[0][1] == "length" and rows[1][1] == "tool-calls"
+    assert [r[4] for r in rows[2:]] == [None, None, "json", "json", "text", "text"]
 
 
 async def test_checkpoints_save_dedupe_and_load() -> None:
