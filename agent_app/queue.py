@@ -43,7 +43,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import asyncpg
 
@@ -107,6 +107,13 @@ class Message:
     lease_expires_at: dt.datetime
     created_at: dt.datetime
     last_error: str | None = None
+
+    #: What the lease operations check of a message passed back to them: they act by
+    #: its identity (and the worker id), never by the other fields (agent_app.validation).
+    __checked_fields__: ClassVar[tuple[str, ...]] = (
+        t.Message.id._meta.name,
+        t.Message.attempts._meta.name,
+    )
 
     @property
     def payload(self) -> Any:

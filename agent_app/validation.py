@@ -42,7 +42,9 @@ What a worker may rely on (and what it must pass):
   back a list), ``bytes``, ``Decimal``, NaN, infinity or any other object is refused,
   never stringified.
 * **Dataclass arguments** (``Outgoing``, ``StepIn``, ``ToolCallIn``, ``ToolResultIn``,
-  ``Message``, ``Reservation`` …) are checked field by field under the same rules.
+  ``Reservation`` …) are checked field by field under the same rules; a queue
+  ``Message`` (handed out by ``claim``, taken back by ``ack`` and friends, which act by
+  its identity) by the fields that identify its lease, ``id`` and ``attempts``.
 
 A new public operation gets all of this by adding ``@validated``; a parameter whose
 hint this module cannot check (``Any`` outside :data:`JSON_PARAMETERS`, an unknown
@@ -592,6 +594,21 @@ def _instance(cls: type) -> Check:
     return check
 
 
+def checked_fields(cls: type) -> tuple[str, ...]:
+    """The fields of dataclass ``cls`` that are checked: all of them, or the ones its
+    ``__checked_fields__`` names - for a value the API hands out and takes back by
+    identity (a queue ``Message``: its ``id`` and ``attempts`` are what reaches the
+    database; its other fields never do)."""
+    names = tuple(f.name for f in dataclasses.fields(cls))
+    chosen: tuple[str, ...] | None = getattr(cls, "__checked_fields__", None)
+    if chosen is None:
+        return names
+    unknown = set(chosen) - set(names)
+    if unknown:
+        raise TypeError(f"{cls.__name__}.__checked_fields__ names no field {sorted(unknown)}")
+    return tuple(n for n in names if n in chosen)
+
+
 @functools.cache
 def _dataclass(cls: type) -> Check:
     """One generated function checking every field of ``cls`` in field order: a field
@@ -599,7 +616,7 @@ def _dataclass(cls: type) -> Check:
     convert or raise) only when that test fails; the others are checked. A value with
     a converted field comes back as a copy with the converted values."""
     hints = typing.get_type_hints(cls)
-    fields = [(f.name, _checker(hints[f.name], f.name)) for f in dataclasses.fields(cls)]
+    fields = [(name, _checker(hints[name], name)) for name in checked_fields(cls)]
     namespace: dict[str, Any] = {
         "cls": cls,
         "invalid": invalid,
