@@ -86,3 +86,34 @@ async def test_using_it_from_your_own_project_runs_word_for_word(
         "phase": "approaches", "steps": 2, "tool_result": "json", "closed": True,
         "checkpoints": 1, "agent": "completed", "reserved": 0, "operator": True,
     }  # fmt: skip
+
+
+async def test_the_worker_loop_example_in_the_readme_acks_everything_once() -> None:
+    from agent_app import queue
+
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## The worker API") :]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    loop = next(b for b in blocks if "ack=messages" in b)
+    handled: list[int] = []
+    source = "async def example(coder):\n" + textwrap.indent(
+        loop.replace("...  # handle them", "handled.extend(m.id for m in messages)"), "    "
+    )
+    namespace: dict[str, object] = {"queue": queue, "handled": handled}
+    exec(compile(source, "README.md", "exec"), namespace)
+    async with db.connection() as c:
+        coder_id = await c.fetchval(
+            "INSERT INTO agent.agents (agent_type, name) VALUES ('coder', 'loop') RETURNING id"
+        )
+    sent = await queue.send_many([queue.Outgoing(coder_id, "k", {"n": n}) for n in range(25)])
+
+    class Coder:
+        id = coder_id
+
+    await namespace["example"](Coder)  # type: ignore[operator]
+    assert sorted(handled) == sent
+    async with db.connection() as c:
+        statuses = await c.fetch(
+            "SELECT DISTINCT status FROM agent.messages WHERE recipient_id = $1", coder_id
+        )
+    assert [r["status"] for r in statuses] == ["done"]
