@@ -425,7 +425,10 @@ async def connection(
     except _FAULTS as e:
         typed = _typed(e, acquired)
         if isinstance(typed, DatabaseUnavailable):
-            acquired.terminate()  # never handed out again: the pool opens a new one
+            # Never handed out again: the pool opens a new one. (A connection that was
+            # lost is already back in the pool, detached: nothing to do.)
+            with contextlib.suppress(Exception):
+                acquired.terminate()
         _reraise(typed, e)
     finally:
         await _quiet(p.release(acquired))
