@@ -771,3 +771,23 @@ async def test_a_consumer_ack_inside_a_transaction_claims_nothing_more(database_
                 "SELECT status FROM agent.messages WHERE recipient_id = $1 ORDER BY id", r
             )
         assert [row["status"] for row in statuses] == ["done", "done", "pending"]
+
+
+@pytest.mark.parametrize("recipients", [1, 2])
+async def test_claim_with_a_lost_ack_and_nothing_to_claim_acks_nothing(recipients: int) -> None:
+    # The ack's check runs before the claim's scan, not per row it finds: with nothing
+    # pending for the claimed recipients the refusal still comes and the held one stays.
+    a, b, empty, other = await new_agents(4)
+    await queue.send_many([queue.Outgoing(a, "k"), queue.Outgoing(b, "k")])
+    [held] = await queue.claim("w", [a])
+    [lost] = await queue.claim("w", [b])
+    async with db.connection() as c:
+        await c.execute(
+            "UPDATE agent.messages SET lease_expires_at = now() - interval '1 second' "
+            "WHERE id = $1",
+            lost.id,
+        )
+    with pytest.raises(LeaseLost) as err:
+        await queue.claim("w", [empty, other][:recipients], ack=[held, lost])
+    assert err.value.message_ids == [lost.id]
+    assert (await status_of(held.id))["status"] == "claimed"
