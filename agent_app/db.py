@@ -145,6 +145,11 @@ async def _light_reset(conn: asyncpg.Connection) -> None:
     round trip on every release."""
 
 
+#: The asyncpg releases whose pool internals :class:`_Pool` was written against (and
+#: tested with); any other takes asyncpg's own release.
+_INLINE_RELEASE = asyncpg.__version__.startswith(("0.30.", "0.31.", "0.32."))
+
+
 class _Pool(asyncpg.Pool):
     """asyncpg's pool, giving a connection back without a task when nothing is left to
     do on it.
@@ -156,14 +161,16 @@ class _Pool(asyncpg.Pool):
     cancelled, of the pool's current generation and under ``max_queries`` has nothing to
     roll back (agent_app's reset is a no-op), so nothing in its release waits and it is
     given back inline, exactly as asyncpg's own code would. Anything else, and any
-    asyncpg whose internals differ, takes ``asyncpg.Pool.release``."""
+    asyncpg release other than those it was written against (:data:`_INLINE_RELEASE`),
+    takes ``asyncpg.Pool.release``."""
 
     async def release(self, connection: Any, *, timeout: float | None = None) -> None:
         holder = getattr(connection, "_holder", None)
         con = getattr(connection, "_con", None)
         try:
             quick = (
-                holder is not None
+                _INLINE_RELEASE
+                and holder is not None
                 and con is not None
                 and holder._pool is self
                 and holder._con is con
@@ -248,7 +255,7 @@ _CONNECTION_ERRORS = (
 _FAULTS = (
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
-    asyncpg.InternalClientError,  # a connection whose server end died while it was idle
+    asyncpg.InternalClientError,  # e.g. a connection whose server end died while idle
     OSError,
     TimeoutError,
 )
@@ -258,10 +265,12 @@ def is_connection_error(error: BaseException, conn: asyncpg.Connection | None = 
     """True when ``error`` means the server or the connection is gone, not a refusal."""
     if isinstance(error, _CONNECTION_ERRORS):
         return True
-    if isinstance(error, asyncpg.InternalClientError):
-        # "cannot switch to state ...; another operation is in progress": the server
-        # ended the session (a restart, pg_terminate_backend) while the connection sat
-        # idle, and its protocol is out of step - it cannot be used again.
+    if isinstance(error, asyncpg.InternalClientError) and (
+        "cannot switch to state" in str(error) or (conn is not None and _closed(conn))
+    ):
+        # The server ended the session (a restart, pg_terminate_backend) while the
+        # connection sat idle, and its protocol is out of step: it cannot be used
+        # again. (Any other InternalClientError is asyncpg's own bug, left as it is.)
         return True
     if isinstance(error, asyncpg.ObjectNotInPrerequisiteStateError) and (
         "not currently accepting connections" in str(error)

@@ -292,23 +292,24 @@ async def claim(
     targets = list(dict.fromkeys(recipients))  # (validated: at least one)
     one = len(targets) == 1
     who = targets[0] if one else targets
+    sql = CLAIM_ONE if one else CLAIM_MANY
     async with db.connection(conn) as c:
-        rows: list[asyncpg.Record] = []
+        claimed = False
         if done_ids:
-            sql = ACK_CLAIM_ONE if one else ACK_CLAIM_MANY
             try:
                 # Savepoint-wrapped inside a caller's transaction: a refusal leaves it usable.
                 rows = await db.fetch(
-                    sql, who, limit, worker_id, lease, done_ids, done_attempts, conn=c
+                    ACK_CLAIM_ONE if one else ACK_CLAIM_MANY,
+                    *(who, limit, worker_id, lease, done_ids, done_attempts),
+                    conn=c,
                 )
-                done_ids = []
+                claimed = True
             except RuleViolation as e:
                 if e.rule != "lease_lost":
                     raise
+                # Raises LeaseLost unless an earlier try acked them all: then claim only.
                 await _refused(c, done_ids, worker_id, done_attempts, done_already=True)
-                done_ids = []  # acked by an earlier try: claim only
-        sql = CLAIM_ONE if one else CLAIM_MANY
-        if not rows:
+        if not claimed:
             rows = await c.fetch(sql, who, limit, worker_id, lease)
         if not rows and await c.fetchval(ANY_AVAILABLE, targets):
             # Expired leases were just requeued, or concurrent claims held the rows we
@@ -318,8 +319,11 @@ async def claim(
 
 
 def _lease_args(messages: Message | Sequence[Message]) -> tuple[list[int], list[int]]:
-    batch = [messages] if isinstance(messages, Message) else list(messages)
-    return [m.id for m in batch], [m.attempts for m in batch]
+    """The ids and attempts identifying the leases of ``messages``, each lease once (a
+    message listed twice is one lease, not a lost one)."""
+    batch = [messages] if isinstance(messages, Message) else messages
+    leases = list(dict.fromkeys((m.id, m.attempts) for m in batch))
+    return [i for i, _ in leases], [a for _, a in leases]
 
 
 async def _held(
@@ -499,6 +503,11 @@ class Consumer:
       lose its lease during a failed heartbeat: then :meth:`ack` raises
       :class:`~agent_app.errors.LeaseLost` and the message is redelivered - handlers
       must be idempotent (keyed by ``message.id``).
+    * **One round trip per batch.** With ``prefetch`` (the default), :meth:`ack` of the
+      last message handed out also claims the next batch, in the same statement as the
+      ack (``claim(..., ack=)``); the iteration hands those out. Not inside a
+      transaction; one such ack at a time; ``prefetch=False`` turns it off (a consumer
+      that handles one message and then does other work holds no batch meanwhile).
     * **Server down.** ``async for`` retries claiming with backoff for up to
       ``unavailable_timeout`` seconds, then raises
       :class:`~agent_app.errors.DatabaseUnavailable` (retryable: start a new
@@ -522,8 +531,10 @@ class Consumer:
         lease: dt.timedelta = DEFAULT_LEASE,
         poll_interval: float = 1.0,
         unavailable_timeout: float = 60.0,
+        prefetch: bool = True,
     ) -> None:
         self.recipients = list(recipients)
+        self.prefetch = prefetch
         self.worker_id = worker_id or default_worker_id()
         self.batch_size = batch_size
         self.lease = lease
@@ -545,6 +556,8 @@ class Consumer:
         self._listen_task: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self._targets = {str(r) for r in self.recipients}
+        # Acks claiming the next batch, still running (stop() waits for them).
+        self._prefetches: set[asyncio.Task[None]] = set()
 
     async def __aenter__(self) -> Consumer:
         await self.start()
@@ -630,6 +643,10 @@ class Consumer:
                 with contextlib.suppress(BaseException):
                     await task
         self._heartbeat = self._listen_task = None
+        if self._prefetches:
+            # An ack claiming the next batch is under way: let it land in the buffer (or
+            # give its batch back itself), so nothing it claimed outlives stop().
+            await asyncio.gather(*self._prefetches, return_exceptions=True)
         if self._listener is not None:
             self._listener.terminate()
             self._listener = None
@@ -761,35 +778,49 @@ class Consumer:
         succeeds or the lease is lost, so an ack that raised
         :class:`~agent_app.errors.DatabaseUnavailable` may simply be repeated.
 
-        When nothing is buffered, the ack also claims the next batch in the same
-        statement (``claim(..., ack=)``: one round trip per batch, not two), which the
-        iteration then hands out. Not inside a transaction (``conn`` or an open Piccolo
-        transaction): a claim that the caller's rollback could undo is never buffered."""
+        With ``prefetch`` (the default), when nothing is buffered the ack also claims
+        the next batch in the same statement (``claim(..., ack=)``: one round trip per
+        batch, not two), which the iteration then hands out - never inside a transaction
+        (``conn`` or an open Piccolo transaction), where the caller's rollback could undo
+        a claim the consumer had buffered. The statement runs to its end even if the
+        handler is cancelled meanwhile, so a cancelled ack loses no batch; :meth:`stop`
+        waits for it. As after any claim whose answer is lost, an ack that raised
+        ``DatabaseUnavailable`` may have claimed a batch nobody holds: it is claimable
+        again when its lease ends."""
         prefetch = (
-            conn is None
+            self.prefetch
+            and conn is None
             and not self._buffer
+            and not self._prefetches
             and not self._stopping.is_set()
             and self._heartbeat is not None
             and not db.in_piccolo_transaction()
         )
         try:
             if prefetch:
-                sent_at = time.monotonic()
-                claimed = await claim(
-                    self.worker_id,
-                    self.recipients,
-                    limit=self.batch_size,
-                    lease=self.lease,
-                    ack=message,
-                )
-                self._in_flight.pop(message.id, None)
-                await self._buffered(claimed, sent_at)
+                task = asyncio.ensure_future(self._ack_and_prefetch(message))
+                self._prefetches.add(task)
+                task.add_done_callback(self._prefetched)
+                await asyncio.shield(task)
             else:
                 await ack(message, self.worker_id, conn=conn)
         except LeaseLost:
             self._in_flight.pop(message.id, None)
             raise
         self._in_flight.pop(message.id, None)
+
+    async def _ack_and_prefetch(self, message: Message) -> None:
+        sent_at = time.monotonic()
+        claimed = await claim(
+            self.worker_id, self.recipients, limit=self.batch_size, lease=self.lease, ack=message
+        )
+        self._in_flight.pop(message.id, None)
+        await self._buffered(claimed, sent_at)
+
+    def _prefetched(self, task: asyncio.Task[None]) -> None:
+        self._prefetches.discard(task)
+        if not task.cancelled():
+            task.exception()  # (raised to the ack that awaited it, if it still did)
 
     async def _buffered(self, claimed: list[Message], sent_at: float) -> None:
         """Add messages just claimed (the statement sent at ``sent_at``, monotonic) to

@@ -95,7 +95,16 @@ async def test_a_caller_cancelled_mid_statement_leaves_the_pool_whole() -> None:
 
     task = asyncio.create_task(slow())
     await asyncio.wait_for(started.wait(), 30)
-    await asyncio.sleep(0.2)  # (usually) the statement is running by now
+    for _ in range(300):  # hang guard: until the server runs the statement
+        async with db.connection() as c:
+            if await c.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)' "
+                "AND state = 'active'"
+            ):
+                break
+        await asyncio.sleep(0.01)
+    else:
+        raise AssertionError("the statement never started")
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -103,3 +112,28 @@ async def test_a_caller_cancelled_mid_statement_leaves_the_pool_whole() -> None:
     for _ in range(pool.get_size() + 1):
         async with db.connection() as c:
             assert await c.fetchval("SELECT 1") == 1
+
+
+async def test_expired_and_worn_out_connections_are_replaced() -> None:
+    # Released connections of an older generation (expire_connections) or past
+    # max_queries take asyncpg's own release, which closes them.
+    pool = await db.pool()
+    async with db.connection() as c:
+        old = await c.fetchval("SELECT pg_backend_pid()")
+    await pool.expire_connections()
+    async with db.connection() as c:
+        assert await c.fetchval("SELECT pg_backend_pid()") != old
+    # A pool whose connections wear out after 3 queries, released inline otherwise.
+    small = await db._Pool(
+        **db.connect_kwargs(), min_size=1, max_size=1, max_queries=3,
+        max_inactive_connection_lifetime=300.0, reset=db._light_reset, loop=None,
+        connection_class=asyncpg.Connection, record_class=asyncpg.Record,
+    )  # fmt: skip
+    try:
+        pids = []
+        for _ in range(8):
+            async with db.connection(from_pool=small) as c:
+                pids.append(await c.fetchval("SELECT pg_backend_pid()"))
+        assert len(set(pids)) >= 2, pids  # worn-out connections were replaced
+    finally:
+        await small.close()

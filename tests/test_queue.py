@@ -791,3 +791,91 @@ async def test_claim_with_a_lost_ack_and_nothing_to_claim_acks_nothing(recipient
         await queue.claim("w", [empty, other][:recipients], ack=[held, lost])
     assert err.value.message_ids == [lost.id]
     assert (await status_of(held.id))["status"] == "claimed"
+
+
+async def test_a_lost_ack_claims_nothing_even_when_the_limit_is_zero(database_url: str) -> None:
+    # The database, not only the API's validation of limit, holds the promise: the
+    # check runs whatever the claim part finds (a LIMIT 0 never runs its child).
+    [r] = await new_agents(1)
+    await queue.send_many([queue.Outgoing(r, "k")] * 2)
+    held, stolen = await queue.claim("w", [r], limit=2)
+    c = await asyncpg.connect(database_url)
+    try:
+        await c.execute("UPDATE agent.messages SET claimed_by = 'thief' WHERE id = $1", stolen.id)
+        for sql, who in ((queue.ACK_CLAIM_ONE, r), (queue.ACK_CLAIM_MANY, [r])):
+            with pytest.raises(asyncpg.CheckViolationError, match="lease_lost"):
+                await c.fetch(
+                    sql, who, 0, "w", queue.DEFAULT_LEASE,
+                    [held.id, stolen.id], [held.attempts, stolen.attempts],
+                )  # fmt: skip
+    finally:
+        await c.close()
+    assert (await status_of(held.id))["status"] == "claimed"
+
+
+async def test_a_message_listed_twice_is_one_lease_not_a_lost_one() -> None:
+    [r] = await new_agents(1)
+    await queue.send_many([queue.Outgoing(r, "k")] * 3)
+    a, b = await queue.claim("w", [r], limit=2)
+    await queue.extend_lease([a, a], "w")
+    [c] = await queue.claim("w", [r], ack=[a, b, a])
+    await queue.ack([c, c], "w")
+    assert {(await status_of(m.id))["status"] for m in (a, b, c)} == {"done"}
+
+
+async def test_a_cancelled_prefetching_ack_still_lands_and_stop_gives_the_batch_back() -> None:
+    # A handler cancelled while its ack (which claims the next batch) is in flight: the
+    # statement runs to its end, its batch is buffered, and stop() gives it back - no
+    # message stays claimed until its lease ends, no attempt is spent.
+    [r] = await new_agents(1)
+    await queue.send_many([queue.Outgoing(r, "k", {"n": n}) for n in range(4)])
+    consumer = queue.Consumer([r], batch_size=2, poll_interval=3600)
+    await consumer.start()
+    iterator = aiter(consumer)
+    first = await anext(iterator)
+    second = await anext(iterator)
+    await consumer.ack(first)  # the buffer is empty now
+    acking = asyncio.create_task(consumer.ack(second))
+    await asyncio.sleep(0)  # the ack's statement is on its way
+    acking.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await acking
+    await consumer.stop()
+    async with db.connection() as c:
+        rows = await c.fetch(
+            "SELECT id, status, attempts FROM agent.messages WHERE recipient_id = $1 ORDER BY id",
+            r,
+        )
+    by_id = {row["id"]: (row["status"], row["attempts"]) for row in rows}
+    assert by_id.pop(first.id)[0] == "done" and by_id.pop(second.id)[0] == "done"
+    assert set(by_id.values()) == {("pending", 0)}
+
+
+async def test_stop_waits_for_an_ack_claiming_the_next_batch() -> None:
+    [r] = await new_agents(1)
+    await queue.send_many([queue.Outgoing(r, "k", {"n": n}) for n in range(3)])
+    consumer = queue.Consumer([r], batch_size=1, poll_interval=3600)
+    await consumer.start()
+    first = await anext(aiter(consumer))
+    acking = asyncio.create_task(consumer.ack(first))
+    await asyncio.sleep(0)
+    await consumer.stop()  # while the ack (and its claim) may still be running
+    await acking
+    async with db.connection() as c:
+        claimed = await c.fetchval(
+            "SELECT count(*) FROM agent.messages WHERE recipient_id = $1 AND status = 'claimed'",
+            r,
+        )
+    assert claimed == 0 and (await status_of(first.id))["status"] == "done"
+
+
+async def test_a_consumer_without_prefetch_acks_only() -> None:
+    [r] = await new_agents(1)
+    await queue.send_many([queue.Outgoing(r, "k", {"n": n}) for n in range(2)])
+    async with queue.Consumer([r], batch_size=1, poll_interval=3600, prefetch=False) as consumer:
+        await consumer.ack(await anext(aiter(consumer)))
+        async with db.connection() as c:
+            statuses = await c.fetch(
+                "SELECT status FROM agent.messages WHERE recipient_id = $1 ORDER BY id", r
+            )
+        assert [row["status"] for row in statuses] == ["done", "pending"]

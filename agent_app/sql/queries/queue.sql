@@ -155,9 +155,11 @@ RETURNING m.id, m.recipient_id, m.sender_id, m.run_id, m.kind, m.payload::text A
 -- claim_one after acking the messages $5 (held by worker $3 at attempts $6, by
 -- position) exactly as "ack" does: a worker's "done with these, give me the next" as
 -- one statement, one round trip, one commit. The ack is all or nothing and comes first:
--- if one of $5 is no longer held, raise_rule('lease_lost') in all_acked (a one-time
--- filter of "chosen", evaluated before its scan) aborts the statement, so nothing is
--- acked and nothing claimed. One snapshot for all: the acked rows were claimed, never
+-- if one of $5 is no longer held, raise_rule('lease_lost') in all_acked aborts the
+-- statement, so nothing is acked and nothing claimed. all_acked is a one-time filter
+-- of "chosen" (evaluated before its scan, so a refused ack scans nothing) and of the
+-- final UPDATE (evaluated whatever "chosen" finds: a Limit of 0 would never run its
+-- child). One snapshot for all: the acked rows were claimed, never
 -- among the pending ones chosen, and the acked (unexpired) and requeued (expired)
 -- leases are disjoint. Otherwise the same statement as claim_one (a test compares
 -- them).
@@ -197,7 +199,7 @@ WITH acked AS (
 UPDATE agent.messages AS m
    SET status = 'claimed', attempts = m.attempts + 1, claimed_by = $3, claimed_at = now(),
        lease_expires_at = statement_timestamp() + $4::interval
- WHERE m.id = ANY(ARRAY(SELECT id FROM chosen))
+ WHERE m.id = ANY(ARRAY(SELECT id FROM chosen)) AND (SELECT ok FROM all_acked)
 RETURNING m.id, m.recipient_id, m.sender_id, m.run_id, m.kind, m.payload::text AS payload,
           m.priority, m.attempts, m.max_attempts, m.claimed_by, m.lease_expires_at,
           m.created_at, m.last_error;
@@ -240,7 +242,7 @@ WITH acked AS (
 UPDATE agent.messages AS m
    SET status = 'claimed', attempts = m.attempts + 1, claimed_by = $3, claimed_at = now(),
        lease_expires_at = statement_timestamp() + $4::interval
- WHERE m.id = ANY(ARRAY(SELECT id FROM chosen))
+ WHERE m.id = ANY(ARRAY(SELECT id FROM chosen)) AND (SELECT ok FROM all_acked)
 RETURNING m.id, m.recipient_id, m.sender_id, m.run_id, m.kind, m.payload::text AS payload,
           m.priority, m.attempts, m.max_attempts, m.claimed_by, m.lease_expires_at,
           m.created_at, m.last_error;
