@@ -274,5 +274,5 @@ if __name__ == "__main__":
     args = parser.parse_args()
     prepare()
     rounds = args.rounds or 3
-    n = args.n or (1000 if args.quick else 10_000)
+    n = args.n or (2000 if args.quick else 10_000)
     asyncio.run(main(n, rounds, args.summary, shipped_n=300 if args.quick else None))
