@@ -40,6 +40,7 @@ ROLLUP = SQL["rollup_usage"]
 RECORD_STEP = SQL["record_step"]
 KNOWN_INVOCATIONS = SQL["known_invocations"]
 STORED_CALLS = SQL["stored_calls"]
+STORED_STEPS = SQL["stored_steps"]
 APPLY_RESULTS = SQL["apply_results"]
 
 # Fixed-shape Piccolo statements, compiled once on first use (db.Compiled): building one
@@ -199,6 +200,8 @@ def _check_calls(step: StepIn, where: str = "") -> None:
 
 #: The unique key on a tool call's (invocation_id, tool_call_id).
 _ONE_CALL_PER_ID = ToolCall.tool_calls_invocation_call_key._meta.name
+#: The unique key on a step's (invocation_id, step_number).
+_ONE_STEP_PER_NUMBER = AgentStep.agent_steps_invocation_step_key._meta.name
 #: The foreign key from a step to its invocation (PostgreSQL's default name).
 _STEP_INVOCATION_FKEY = (
     f"{AgentStep._meta.tablename}_{AgentStep.invocation_id._meta.db_column_name}_fkey"
@@ -388,11 +391,19 @@ async def ingest(
     step_records: list[tuple[Any, ...]] = []
     call_records: list[tuple[Any, ...]] = []
     batch_calls: dict[tuple[uuid.UUID, str], int] = {}
+    batch_steps: dict[tuple[uuid.UUID, int], int] = {}
     answered: set[tuple[uuid.UUID, str]] = set()
     for i, s in enumerate(steps):
         step_id = new_id()
         invocation = s.invocation_id
         meta = s.response_metadata
+        first_step = batch_steps.setdefault((invocation, s.step_number), i)
+        if first_step != i:
+            raise _bad(
+                _ONE_STEP_PER_NUMBER,
+                f"row {i} (step): ",
+                f"step_number {s.step_number} also in row {first_step}",
+            )
         step_records.append((
             step_id, invocation, s.step_number, s.finish_reason, s.raw_finish_reason, s.text,
             s.reasoning, s.input_tokens, s.output_tokens, s.cached_input_tokens,
@@ -482,6 +493,12 @@ async def ingest(
             if e.constraint_name == _STEP_INVOCATION_FKEY:
                 await _name_unknown_invocation(c, steps)
             raise
+        except asyncpg.UniqueViolationError as e:
+            # A step number or tool call id already stored (a batch repeated after an
+            # ambiguous error, or a clash): name the first row that has one.
+            if e.constraint_name in (_ONE_STEP_PER_NUMBER, _ONE_CALL_PER_ID):
+                await _name_stored_row(c, steps, e.constraint_name)
+            raise
     return Ingested(len(step_records), len(call_records), applied)
 
 
@@ -509,6 +526,32 @@ async def _check_outside(c: asyncpg.Connection, outside: list[tuple[int, ToolRes
                 f"row {i} (tool result): ",
                 f"tool call {r.tool_call_id!r} already has a result",
             )
+
+
+async def _name_stored_row(c: asyncpg.Connection, steps: Sequence[StepIn], rule: str) -> None:
+    """Raise the refusal of the first step whose step number (``rule`` is the steps' key)
+    or one of whose tool call ids is already stored (none found: the caller re-raises
+    the database's refusal)."""
+    if rule == _ONE_STEP_PER_NUMBER:
+        stored = {
+            (r[0], r[1])
+            for r in await c.fetch(
+                STORED_STEPS, [s.invocation_id for s in steps], [s.step_number for s in steps]
+            )
+        }
+        for i, s in enumerate(steps):
+            if (s.invocation_id, s.step_number) in stored:
+                raise _bad(rule, f"row {i} (step): ", f"step_number {s.step_number} is stored")
+        return
+    pairs = [(s.invocation_id, t.tool_call_id) for s in steps for t in s.tool_calls]
+    calls = {
+        (r[0], r[1])
+        for r in await c.fetch(STORED_CALLS, [p[0] for p in pairs], [p[1] for p in pairs])
+    }
+    for i, s in enumerate(steps):
+        for t in s.tool_calls:
+            if (s.invocation_id, t.tool_call_id) in calls:
+                raise _bad(rule, f"row {i} (step): ", f"tool_call_id {t.tool_call_id!r} is stored")
 
 
 async def _name_unknown_invocation(c: asyncpg.Connection, steps: Sequence[StepIn]) -> None:

@@ -48,6 +48,13 @@ SELECT step.id, step.invocation_id, t.call_id, t.name, t.input::jsonb, t.provide
 -- Which of the invocation ids $1 exist (ingest checks a batch's invocations first).
 SELECT id FROM agent.agent_invocations WHERE id = ANY($1::uuid[]);
 
+-- name: stored_steps
+-- The stored steps among the pairs ($1 invocation_id, $2 step_number) (ingest names
+-- the row a unique violation refused).
+SELECT invocation_id, step_number
+  FROM agent.agent_steps
+ WHERE (invocation_id, step_number) IN (SELECT * FROM unnest($1::uuid[], $2::int[]));
+
 -- name: stored_calls
 -- The stored tool calls among the pairs ($1 invocation_id, $2 tool_call_id), with
 -- their output_type (null while they have no result).
