@@ -48,9 +48,12 @@ async def test_p_huge_ack_batch() -> None:
     nxt = await queue.claim("w", [r], limit=1, ack=ms)
     assert len(nxt) == 1
     async with db.connection() as c:
-        assert await c.fetchval(
-            "SELECT count(*) FROM agent.messages WHERE recipient_id=$1 AND status='done'", r
-        ) == n
+        assert (
+            await c.fetchval(
+                "SELECT count(*) FROM agent.messages WHERE recipient_id=$1 AND status='done'", r
+            )
+            == n
+        )
 
 
 @pytest.mark.parametrize(
@@ -104,7 +107,7 @@ async def test_p_garbage_ack_arg(ack: object) -> None:
     await queue.send(r, "k")
     with pytest.raises(AgentAppError):
         await queue.claim("w", [r], ack=ack)  # type: ignore[arg-type]
-    assert (await queue.claim("w", [r]))
+    assert await queue.claim("w", [r])
 
 
 async def test_p_mixed_held_expired_other_worker() -> None:
