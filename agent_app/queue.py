@@ -644,8 +644,9 @@ class Consumer:
                     await task
         self._heartbeat = self._listen_task = None
         if self._prefetches:
-            # An ack claiming the next batch is under way: let it land in the buffer (or
-            # give its batch back itself), so nothing it claimed outlives stop().
+            # A claim (an ack's prefetch, or the iteration's) is under way: let it land in
+            # the buffer (or give its batch back itself), so nothing it claimed outlives
+            # stop().
             await asyncio.gather(*self._prefetches, return_exceptions=True)
         if self._listener is not None:
             self._listener.terminate()
@@ -742,13 +743,7 @@ class Consumer:
                 continue
             if not self._buffer:
                 self._wake.clear()
-                sent_at = time.monotonic()
-                claimed = await self._retrying(
-                    lambda: claim(
-                        self.worker_id, self.recipients, limit=self.batch_size, lease=self.lease
-                    )
-                )
-                await self._buffered(claimed, sent_at)
+                await self._retrying(self._claim_shielded)
                 if self._stopping.is_set():
                     return
                 if not self._buffer:
@@ -808,6 +803,22 @@ class Consumer:
             self._in_flight.pop(message.id, None)
             raise
         self._in_flight.pop(message.id, None)
+
+    async def _claim_shielded(self) -> None:
+        """The iteration's claim into the buffer, run to its end like a prefetching
+        ack's (and waited for by :meth:`stop`): an iterating task cancelled after the
+        claim committed must not leave its batch held by nobody until the lease ends."""
+        task = asyncio.ensure_future(self._claim_into_buffer())
+        self._prefetches.add(task)
+        task.add_done_callback(self._prefetched)
+        await asyncio.shield(task)
+
+    async def _claim_into_buffer(self) -> None:
+        sent_at = time.monotonic()
+        claimed = await claim(
+            self.worker_id, self.recipients, limit=self.batch_size, lease=self.lease
+        )
+        await self._buffered(claimed, sent_at)
 
     async def _ack_and_prefetch(self, message: Message) -> None:
         sent_at = time.monotonic()
