@@ -65,6 +65,8 @@ RETRY_MAX = dt.timedelta(hours=1)
 #: The shortest wait (seconds) of an idle :class:`Consumer` between claims, for when a
 #: due message is row-locked by another transaction.
 IDLE_FLOOR = 0.1
+#: How long (seconds) :meth:`Consumer.stop` waits for a claim under way to land.
+STOP_WAIT = 5.0
 
 
 def default_worker_id() -> str:
@@ -518,7 +520,9 @@ class Consumer:
       old error. Leaving ``async with`` on an exception also fails (retry with
       backoff) the messages handed out and not acked, since their handler is gone; a
       plain :meth:`stop` leaves those to their handlers (ack still works until the
-      lease ends).
+      lease ends). A claim under way when it is called (the iteration's, or an ack's;
+      they run to their end even if their task is cancelled) is waited for, at most
+      :data:`STOP_WAIT` seconds, and its batch released too.
     """
 
     @validated
@@ -646,8 +650,9 @@ class Consumer:
         if self._prefetches:
             # A claim (an ack's prefetch, or the iteration's) is under way: let it land in
             # the buffer (or give its batch back itself), so nothing it claimed outlives
-            # stop().
-            await asyncio.gather(*self._prefetches, return_exceptions=True)
+            # stop() - for at most STOP_WAIT seconds (a server that does not answer must
+            # not hang stop(); that batch then comes back when its lease ends).
+            await asyncio.wait(set(self._prefetches), timeout=STOP_WAIT)
         if self._listener is not None:
             self._listener.terminate()
             self._listener = None
