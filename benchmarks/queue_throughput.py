@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import json
 import uuid
+from typing import Any
 
 from benchmarks.common import median, prepare, report, table, timed
 
@@ -74,6 +75,27 @@ UPDATE agent.messages SET status = 'done', finished_at = now(), lease_expires_at
    AND lease_expires_at > now()
    AND attempts = ($3::int[])[array_position($1::bigint[], id)]
 """
+
+
+async def explain_both(c: Any, recipient: Any) -> None:
+    """EXPLAIN ANALYZE of what each side runs per message at batch 1 (the claim, then
+    the ack of what it claimed), API and raw, on the same table."""
+    from agent_app import queue
+
+    await c.execute("TRUNCATE agent.messages")
+    await c.fetch(RAW_SEND_MANY, recipient, "bench", ["{}"] * 2000, [0] * 2000)
+    await c.execute("ANALYZE agent.messages")  # the plans of a queue that has been running
+    options = "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, SUMMARY ON) "
+    sides = (
+        ("API", queue.CLAIM_ONE, (recipient, 1, "x", queue.DEFAULT_LEASE), queue.ACK),
+        ("raw", RAW_CLAIM, (recipient, "x", 1), RAW_ACK),
+    )
+    for side, claim, args, ack in sides:
+        [row] = await c.fetch(claim, *args)  # what the EXPLAIN of the ack acks
+        plan = await c.fetch(options + ack, [row["id"]], "x", [row["attempts"]])
+        print(f"EXPLAIN ANALYZE of the {side} ack:\n" + "\n".join(r[0] for r in plan))
+        plan = await c.fetch(options + claim, *args)
+        print(f"EXPLAIN ANALYZE of the {side} claim:\n" + "\n".join(r[0] for r in plan) + "\n")
 
 
 async def main(rounds: int, quick: bool, summary: str | None) -> None:
@@ -246,6 +268,8 @@ async def main(rounds: int, quick: bool, summary: str | None) -> None:
              pool_cost >= 0.9),
         ]  # fmt: skip
     report(summary, summary_rows)
+    async with raw_pool.acquire() as c:
+        await explain_both(c, recipient)
     await raw_pool.close()
     await db.close_pool()
 
