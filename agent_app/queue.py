@@ -317,7 +317,10 @@ async def claim(
             # Expired leases were just requeued, or concurrent claims held the rows we
             # saw: look once more before reporting "nothing".
             rows = await c.fetch(sql, who, limit, worker_id, lease)
-    return sorted(from_records(Message, rows), key=lambda m: (-m.priority, m.id))
+    messages = from_records(Message, rows)
+    if len(messages) > 1:
+        messages.sort(key=lambda m: (-m.priority, m.id))
+    return messages
 
 
 def _lease_args(messages: Message | Sequence[Message]) -> tuple[list[int], list[int]]:
