@@ -879,3 +879,33 @@ async def test_a_consumer_without_prefetch_acks_only() -> None:
                 "SELECT status FROM agent.messages WHERE recipient_id = $1 ORDER BY id", r
             )
         assert [row["status"] for row in statuses] == ["done", "pending"]
+
+
+async def test_claims_and_acks_do_not_call_the_recipient_trigger(database_url: str) -> None:
+    # The messages_recipient function matters on a new message, a change of recipient or
+    # run, and a return to pending; the trigger's WHEN keeps it off claims and acks (the
+    # hot path). Counted by PostgreSQL itself, inside one transaction.
+    [r] = await new_agents(1)
+    c = await asyncpg.connect(database_url)
+    try:
+        async with c.transaction():
+            await c.execute("SET LOCAL track_functions = 'pl'")
+
+            async def calls() -> int:
+                return await c.fetchval(
+                    "SELECT pg_stat_get_xact_function_calls('agent.messages_recipient'::regproc)"
+                )
+
+            await queue.send_many([queue.Outgoing(r, "k")] * 3, conn=c)
+            sent = await calls()
+            assert sent == 3
+            [m] = await queue.claim("w", [r], conn=c)
+            [m2] = await queue.claim("w", [r], ack=m, conn=c)
+            await queue.extend_lease(m2, "w", conn=c)
+            await queue.ack(m2, "w", conn=c)
+            assert await calls() == sent  # none for two claims, two acks, a heartbeat
+            [m3] = await queue.claim("w", [r], conn=c)
+            await queue.release(m3, "w", conn=c)  # back to pending: checked again
+            assert await calls() == sent + 1
+    finally:
+        await c.close()

@@ -49,10 +49,20 @@ BEGIN
 END
 $fn$;
 
--- Runs messages_recipient on new messages and on changes of recipient, run or status.
+-- Runs messages_recipient on new messages.
 CREATE TRIGGER messages_recipient
-    BEFORE INSERT OR UPDATE OF recipient_id, run_id, status ON agent.messages
+    BEFORE INSERT ON agent.messages
     FOR EACH ROW EXECUTE FUNCTION agent.messages_recipient();
+
+-- Runs messages_recipient on a change of recipient or run and on a return to pending;
+-- a claim or an ack (neither) never calls the function (the WHEN test costs far less).
+CREATE TRIGGER messages_recipient_change
+    BEFORE UPDATE OF recipient_id, run_id, status ON agent.messages
+    FOR EACH ROW
+    WHEN (NEW.recipient_id IS DISTINCT FROM OLD.recipient_id
+          OR NEW.run_id IS DISTINCT FROM OLD.run_id
+          OR (NEW.status = 'pending' AND OLD.status IS DISTINCT FROM 'pending'))
+    EXECUTE FUNCTION agent.messages_recipient();
 
 -- NOTIFYs each recipient of new pending messages, once per statement.
 CREATE OR REPLACE FUNCTION agent.messages_notify() RETURNS trigger
