@@ -563,8 +563,8 @@ class Consumer:
         self._listen_task: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self._targets = {str(r) for r in self.recipients}
-        # Acks claiming the next batch, still running (stop() waits for them).
-        self._prefetches: set[asyncio.Task[None]] = set()
+        # Claims under way (the iteration's, or an ack's), run shielded; stop() waits.
+        self._claims: set[asyncio.Task[None]] = set()
 
     async def __aenter__(self) -> Consumer:
         await self.start()
@@ -650,12 +650,12 @@ class Consumer:
                 with contextlib.suppress(BaseException):
                     await task
         self._heartbeat = self._listen_task = None
-        if self._prefetches:
+        if self._claims:
             # A claim (an ack's prefetch, or the iteration's) is under way: let it land in
             # the buffer (or give its batch back itself), so nothing it claimed outlives
             # stop() - for at most STOP_WAIT seconds (a server that does not answer must
             # not hang stop(); that batch then comes back when its lease ends).
-            await asyncio.wait(set(self._prefetches), timeout=STOP_WAIT)
+            await asyncio.wait(set(self._claims), timeout=STOP_WAIT)
         if self._listener is not None:
             self._listener.terminate()
             self._listener = None
@@ -751,7 +751,7 @@ class Consumer:
                 continue
             if not self._buffer:
                 self._wake.clear()
-                await self._retrying(self._claim_shielded)
+                await self._retrying(self._shielded_claim)
                 if self._stopping.is_set():
                     return
                 if not self._buffer:
@@ -794,17 +794,14 @@ class Consumer:
             self.prefetch
             and conn is None
             and not self._buffer
-            and not self._prefetches
+            and not self._claims
             and not self._stopping.is_set()
             and self._heartbeat is not None
             and not db.in_piccolo_transaction()
         )
         try:
             if prefetch:
-                task = asyncio.ensure_future(self._ack_and_prefetch(message))
-                self._prefetches.add(task)
-                task.add_done_callback(self._prefetched)
-                await asyncio.shield(task)
+                await self._shielded_claim(ack=message)
             else:
                 await ack(message, self.worker_id, conn=conn)
         except LeaseLost:
@@ -812,32 +809,31 @@ class Consumer:
             raise
         self._in_flight.pop(message.id, None)
 
-    async def _claim_shielded(self) -> None:
-        """The iteration's claim into the buffer, run to its end like a prefetching
-        ack's (and waited for by :meth:`stop`): an iterating task cancelled after the
-        claim committed must not leave its batch held by nobody until the lease ends."""
-        task = asyncio.ensure_future(self._claim_into_buffer())
-        self._prefetches.add(task)
-        task.add_done_callback(self._prefetched)
+    async def _shielded_claim(self, ack: Message | None = None) -> None:
+        """Claim the next batch into the buffer (acking ``ack`` in the same statement),
+        run to its end even if the caller is cancelled meanwhile, and waited for by
+        :meth:`stop`: a task cancelled after the claim committed must not leave its batch
+        held by nobody until the lease ends."""
+        task = asyncio.ensure_future(self._claim_into_buffer(ack))
+        self._claims.add(task)
+        task.add_done_callback(self._claimed)
         await asyncio.shield(task)
 
-    async def _claim_into_buffer(self) -> None:
+    async def _claim_into_buffer(self, ack: Message | None) -> None:
         sent_at = time.monotonic()
         claimed = await claim(
-            self.worker_id, self.recipients, limit=self.batch_size, lease=self.lease
+            self.worker_id,
+            self.recipients,
+            limit=self.batch_size,
+            lease=self.lease,
+            ack=() if ack is None else ack,
         )
+        if ack is not None:
+            self._in_flight.pop(ack.id, None)
         await self._buffered(claimed, sent_at)
 
-    async def _ack_and_prefetch(self, message: Message) -> None:
-        sent_at = time.monotonic()
-        claimed = await claim(
-            self.worker_id, self.recipients, limit=self.batch_size, lease=self.lease, ack=message
-        )
-        self._in_flight.pop(message.id, None)
-        await self._buffered(claimed, sent_at)
-
-    def _prefetched(self, task: asyncio.Task[None]) -> None:
-        self._prefetches.discard(task)
+    def _claimed(self, task: asyncio.Task[None]) -> None:
+        self._claims.discard(task)
         if not task.cancelled():
             task.exception()  # (raised to the ack that awaited it, if it still did)
 
