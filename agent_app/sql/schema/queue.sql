@@ -40,6 +40,15 @@ BEGIN
             USING ERRCODE = 'check_violation', CONSTRAINT = 'recipient_live',
                   SCHEMA = 'agent', TABLE = TG_TABLE_NAME;
     END IF;
+    -- Back to pending for a finished agent while the run changes too: cancelled, as above.
+    IF TG_OP = 'UPDATE' AND NEW.status = 'pending' AND OLD.status <> 'pending'
+       AND recipient.status IN ({TERMINAL_AGENT_STATUSES}) THEN
+        NEW.status := 'cancelled';
+        NEW.finished_at := now();
+        NEW.claimed_by := NULL;
+        NEW.claimed_at := NULL;
+        NEW.lease_expires_at := NULL;
+    END IF;
     -- A message belongs to its recipient's run unless it names one, so deleting the run
     -- deletes it too.
     IF NEW.run_id IS NULL THEN
