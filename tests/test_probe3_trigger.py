@@ -43,7 +43,7 @@ async def test_p3_raw_return_to_pending_with_run_change_is_cancelled(extra: str)
 
 
 async def test_p3_move_to_finished_refused_and_run_null_refilled() -> None:
-    mid, child, root = await _finished_with_dead_message()
+    _, child, root = await _finished_with_dead_message()
     live_mid = await queue.send(root.id, "k")
     with pytest.raises(RuleViolation) as err:
         async with db.connection() as c:
