@@ -134,6 +134,14 @@ def in_piccolo_transaction() -> bool:
     return engine().current_transaction.get() is not None
 
 
+def leave_piccolo_transaction() -> None:
+    """In the current context only (e.g. a task of its own, which has a copy of its
+    creator's), the API's calls without ``conn=`` run on the pool again rather than in
+    an open Piccolo transaction."""
+    if in_piccolo_transaction():
+        engine().current_transaction.set(None)
+
+
 def connect_kwargs() -> dict[str, Any]:
     """Keyword arguments for ``asyncpg.connect`` / ``create_pool``: the engine's config."""
     return dict(engine().config)

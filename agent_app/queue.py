@@ -571,6 +571,9 @@ class Consumer:
         return self
 
     async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc is not None and self._claims:
+            # An ack under way (with its claim) settles first: its message is not abandoned.
+            await asyncio.wait(set(self._claims), timeout=STOP_WAIT)
         if exc is not None and self._in_flight:
             abandoned = list(self._in_flight.values())
             self._in_flight.clear()
@@ -749,6 +752,10 @@ class Consumer:
                     self._drop_buffer_if_expired()
                     raise
                 continue
+            if not self._buffer and self._claims:
+                # An ack is claiming the next batch (a handler in another task): use it.
+                await asyncio.wait(set(self._claims))
+                continue
             if not self._buffer:
                 self._wake.clear()
                 await self._retrying(self._shielded_claim)
@@ -820,6 +827,9 @@ class Consumer:
         await asyncio.shield(task)
 
     async def _claim_into_buffer(self, ack: Message | None) -> None:
+        # Never inside the caller's Piccolo transaction (this task has its own copy of
+        # the context): its rollback would undo a claim whose batch is buffered here.
+        db.leave_piccolo_transaction()
         sent_at = time.monotonic()
         claimed = await claim(
             self.worker_id,

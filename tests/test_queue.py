@@ -909,3 +909,27 @@ async def test_claims_and_acks_do_not_call_the_recipient_trigger(database_url: s
             assert await calls() == sent + 1
     finally:
         await c.close()
+
+
+async def test_a_consumer_iterated_inside_a_piccolo_transaction_claims_outside_it() -> None:
+    # Its claim must not join the caller's transaction: a rollback would undo the claim
+    # while the consumer still buffered (and handed out) the batch.
+    from piccolo.engine import engine_finder
+
+    engine = engine_finder()
+    assert engine is not None
+    [r] = await new_agents(1)
+    await queue.send_many([queue.Outgoing(r, "k", {"n": n}) for n in range(2)])
+    async with queue.Consumer([r], batch_size=2, poll_interval=3600, prefetch=False) as consumer:
+        iterator = aiter(consumer)
+        with pytest.raises(RuntimeError):
+            async with engine.transaction():
+                first = await anext(iterator)
+                raise RuntimeError("roll back")
+        second = await anext(iterator)
+        rows = {m.id: await status_of(m.id) for m in (first, second)}
+        assert {(row["status"], row["claimed_by"]) for row in rows.values()} == {
+            ("claimed", consumer.worker_id)
+        }
+        await consumer.ack(first)
+        await consumer.ack(second)
